@@ -1,0 +1,37 @@
+#!/bin/sh
+# make bench: runs every benchmark in one go and writes bench/out/latest.md.
+# Micro-benchmarks (BUILD_DIR/bench_*) run pinned to CPU 0. Network
+# benchmarks, where present (bench/net/*.sh), pin the server to CPU 0 and the
+# load to CPU 1 and run twirl beside the reference servers.
+# Usage: bench/run.sh BUILD_DIR
+set -eu
+build=$(cd "$1" && pwd)
+top=$(cd "$(dirname "$0")/.." && pwd)
+out="$top/bench/out"
+mkdir -p "$out"
+report="$out/latest.md"
+{
+    echo "# twirl benchmarks — $(date -u +%Y-%m-%dT%H:%MZ)"
+    echo
+    echo "Machine: $(nproc) CPUs, $(uname -r); build: $build (Release)."
+    echo
+} >"$report"
+for bin in "$build"/bench_*; do
+    [ -x "$bin" ] || continue
+    name=$(basename "$bin")
+    echo "== $name"
+    {
+        echo "## $name"
+        echo
+        echo "Command: \`taskset -c 0 $name\`"
+        echo
+        taskset -c 0 "$bin"
+        echo
+    } >>"$report" 2>&1 || echo "$name failed (see $report)"
+done
+for suite in "$top"/bench/net/*.sh; do
+    [ -f "$suite" ] || continue
+    echo "== $(basename "$suite")"
+    sh "$suite" "$build" >>"$report" 2>&1 || echo "$(basename "$suite") failed (see $report)"
+done
+cat "$report"

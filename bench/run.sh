@@ -29,9 +29,19 @@ for bin in "$build"/bench_*; do
         echo
     } >>"$report" 2>&1 || echo "$name failed (see $report)"
 done
-for suite in "$top"/bench/net/*.sh; do
-    [ -f "$suite" ] || continue
-    echo "== $(basename "$suite")"
-    sh "$suite" "$build" >>"$report" 2>&1 || echo "$(basename "$suite") failed (see $report)"
-done
+# Network benchmarks: twirl beside the reference servers, server on CPU 0
+# and load on CPU 1, REPS runs each (medians). BENCH_ONLY picks phases.
+echo "== network comparison (about 10 minutes)"
+{
+    echo "## Network: twirl beside raw epoll, libuv, libevent, Twisted, nginx, h2o"
+    echo
+    echo "Command: \`TWIRL_BUILD=$build ONLY=\"${BENCH_ONLY:-echo mem}\" bench/anchors/compare.sh\`"
+    echo
+} >>"$report"
+if TWIRL_BUILD="$build" ONLY="${BENCH_ONLY:-echo mem}" bash "$top/bench/anchors/compare.sh" \
+    >"$out/compare.log" 2>&1; then
+    cat "$build/anchors-results/summary.md" >>"$report"
+else
+    echo "network comparison failed: see $out/compare.log" | tee -a "$report"
+fi
 cat "$report"

@@ -38,7 +38,8 @@ enum {
     TW_EUNHANDLED = -10021,         /* a callback was missing or an error was not handled */
     TW_EPAUSED = -10022,            /* the object is paused */
     TW_ESTOPPED = -10023,           /* the producer or task was stopped */
-    TW__ERRLAST = -10024
+    TW_ECYCLE = -10024,             /* a deferred was made to wait on itself */
+    TW__ERRLAST = -10025
 };
 
 /* Returns a static, human-readable description of code (a TW_E* code or a

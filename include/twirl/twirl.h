@@ -7,4 +7,14 @@
 #include "twirl/log.h"
 #include "twirl/reactor.h"
 
+#include "twirl/defer_sync.h"
+#include "twirl/deferred.h"
+#include "twirl/failure.h"
+#include "twirl/task.h"
+
+#include "twirl/address.h"
+#include "twirl/protocol.h"
+#include "twirl/tcp.h"
+#include "twirl/transport.h"
+
 #endif

@@ -100,7 +100,9 @@ static int ep_wait(tw_reactor *r, int64_t timeout_ns)
             events |= TW_READABLE;
         if (e & EPOLLOUT)
             events |= TW_WRITABLE;
-        if (e & EPOLLHUP)
+        /* RDHUP matters to edge-triggered readers: the FIN may sit behind
+         * the data, so a short read does not mean "nothing more". */
+        if (e & (EPOLLHUP | EPOLLRDHUP))
             events |= TW_HANGUP;
         if (e & EPOLLERR)
             events |= TW_ERROR;

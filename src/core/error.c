@@ -27,6 +27,7 @@ static const char *const texts[] = {
     [-(TW_EUNHANDLED - TW__ERRBASE)] = "not handled",
     [-(TW_EPAUSED - TW__ERRBASE)] = "paused",
     [-(TW_ESTOPPED - TW__ERRBASE)] = "stopped",
+    [-(TW_ECYCLE - TW__ERRBASE)] = "a deferred was made to wait on itself",
 };
 
 const char *tw_strerror(int code)

@@ -460,7 +460,8 @@ static void system_event_triggers(void **state)
 
 int main(void)
 {
-    tw_log_set_level(TW_LOG_ERROR);
+    if (!getenv("TWIRL_LOG_LEVEL"))
+        tw_log_set_level(TW_LOG_ERROR);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(watcher_on_a_pipe),
         cmocka_unit_test(freeing_another_watcher_in_the_same_batch),

@@ -1,0 +1,85 @@
+/* net_internal.h — stream connections, shared by tcp.c (ports, connectors)
+ * and stream.c (the connection itself). */
+#ifndef TWIRL_NET_INTERNAL_H
+#define TWIRL_NET_INTERNAL_H
+
+#include "core/reactor_internal.h"
+#include "twirl/tcp.h"
+#include "twirl/transport.h"
+
+/* One pending write: copied bytes (inline) or lent bytes (release). */
+typedef struct tw__wbuf tw__wbuf;
+struct tw__wbuf {
+    tw__wbuf *next;
+    const char *data; /* next unsent byte */
+    size_t len;       /* unsent bytes */
+    size_t room;      /* free inline bytes after data+len (copied chunks only) */
+    tw_free_fn release;
+    void *release_arg;
+    char inline_data[];
+};
+
+enum tw__conn_flags {
+    TW__CONN_PAUSED = 1u << 0,       /* read side paused by the protocol */
+    TW__CONN_READ_EOF = 1u << 1,     /* the peer shut its writing side */
+    TW__CONN_SHUT_PENDING = 1u << 2, /* lose_write_connection: shut after flush */
+    TW__CONN_WRITE_SHUT = 1u << 3,   /* our writing side is shut */
+    TW__CONN_PRODUCER_STREAMING = 1u << 4,
+    TW__CONN_PRODUCER_PAUSED = 1u << 5, /* we paused the registered producer */
+    TW__CONN_PROTO_INLINE = 1u << 6,    /* protocol lives in the same block */
+    TW__CONN_TCP = 1u << 7,
+    TW__CONN_MADE = 1u << 8,   /* connection_made was called */
+    TW__CONN_STOPPED = 1u << 9 /* stop_producing: never read again */
+};
+
+/* A TCP or Unix stream connection. Kept small: an idle connection costs this
+ * struct (and its protocol) and nothing else — reads go through the
+ * reactor's shared buffer, and the write queue exists only while the kernel
+ * refuses bytes. */
+typedef struct tw__conn tw__conn;
+struct tw__conn {
+    tw_transport base;     /* first: the transport pointer is the connection */
+    tw__conn *prev, *next; /* the reactor's live connections */
+    tw__io io;
+    tw__task task; /* teardown */
+    tw__wbuf *wq_head, *wq_tail;
+    size_t buffered;
+    tw_producer *producer;
+    tw_connector *connector; /* client connections */
+    uint32_t high_water, low_water, write_limit;
+    uint32_t flags;
+    int32_t close_err; /* -errno or TW_E* that ended it, 0 for a clean close */
+};
+
+/* Per-reactor state of the net layer (slot TW__SLOT_NET). */
+typedef struct tw__net {
+    size_t conns;
+    tw__conn *conn_list;   /* every live connection */
+    struct tw_port *ports; /* every listening port */
+    struct tw_connector *connectors;
+    struct tw_port *emfile_ports; /* ports paused for lack of descriptors */
+    tw__task free_task;
+    int dying; /* the reactor is being freed */
+} tw__net;
+
+tw__net *tw__net_get(tw_reactor *r);
+
+/* Makes a connection around a connected, non-blocking fd and calls
+ * connection_made. Takes fd (closed on failure) and protocol (freed on
+ * failure). Returns the connection or NULL when out of memory. */
+tw__conn *tw__conn_new(tw_reactor *r, int fd, int is_tcp, tw_protocol *p, int proto_inline,
+                       size_t write_limit, tw_connector *connector);
+/* Allocates a connection and a protocol of proto_size bytes in one block
+ * (the protocol follows the connection). */
+tw__conn *tw__conn_alloc_with_protocol(const tw_protocol_ops *ops, tw_protocol **out);
+void tw__conn_start(tw__conn *c);
+
+/* Adds/removes a live connection to/from the reactor's list. */
+void tw__net_conn_link(tw__net *net, tw__conn *c);
+void tw__net_conn_unlink(tw__net *net, tw__conn *c);
+
+/* tcp.c: told when a connection ends, for client hooks and accept resume. */
+void tw__connector_conn_lost(tw_connector *c, const tw_failure *reason);
+void tw__net_fd_freed(tw_reactor *r);
+
+#endif

@@ -11,9 +11,11 @@
 #include "twirl/deferred.h"
 #include "twirl/failure.h"
 #include "twirl/task.h"
+#include "twirl/threads.h"
 
 #include "twirl/address.h"
 #include "twirl/protocol.h"
+#include "twirl/resolver.h"
 #include "twirl/tcp.h"
 #include "twirl/transport.h"
 

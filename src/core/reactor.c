@@ -324,7 +324,11 @@ int tw_reactor_new(const tw_reactor_options *opts, tw_reactor **out)
     r->backend = backend;
     r->fake_clock = opts->clock == TW_CLOCK_FAKE;
     r->now_ns = r->fake_clock ? 0 : tw__monotonic_ns();
-    r->owner = pthread_self();
+    /* Written only on a change of thread: other threads read it (to refuse
+     * blocking calls from the reactor's own thread), and an unchanged
+     * value must not look like a write to them. */
+    if (!pthread_equal(r->owner, pthread_self()))
+        r->owner = pthread_self();
     r->phase_event = -1;
     r->signal_mode = opts->signals;
     if (r->signal_mode == TW_SIGNALS_AUTO)
@@ -510,7 +514,11 @@ int tw_reactor_iterate(tw_reactor *r, double timeout)
     if (r->in_loop)
         return TW_EBUSY;
     r->in_loop = 1;
-    r->owner = pthread_self();
+    /* Written only on a change of thread: other threads read it (to refuse
+     * blocking calls from the reactor's own thread), and an unchanged
+     * value must not look like a write to them. */
+    if (!pthread_equal(r->owner, pthread_self()))
+        r->owner = pthread_self();
     int rc = turn(r, seconds_to_ns(timeout));
     r->in_loop = 0;
     return rc;
@@ -695,7 +703,11 @@ int tw_reactor_run(tw_reactor *r)
     if (r->in_loop)
         return TW_EBUSY;
     r->in_loop = 1;
-    r->owner = pthread_self();
+    /* Written only on a change of thread: other threads read it (to refuse
+     * blocking calls from the reactor's own thread), and an unchanged
+     * value must not look like a write to them. */
+    if (!pthread_equal(r->owner, pthread_self()))
+        r->owner = pthread_self();
     r->stop_requested = 0;
     r->force_stop = 0;
     tw_reactor_update_time(r);

@@ -19,4 +19,7 @@
 #include "twirl/tcp.h"
 #include "twirl/transport.h"
 
+#include "twirl/http_parser.h"
+#include "twirl/http_util.h"
+
 #endif

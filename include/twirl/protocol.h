@@ -120,7 +120,12 @@ tw_factory *tw_factory_for_protocol(const tw_protocol_ops *ops, void *user_data)
 void tw_factory_free(tw_factory *f);
 
 /* What ports and connectors call; exposed for wrappers (policies, TLS) that
- * build protocols through an inner factory. */
+ * build protocols through an inner factory. tw_factory_build sets
+ * p->factory = f only when build_protocol left it NULL, so a wrapper may hand
+ * out protocols that name the inner factory. Connectors call
+ * tw_factory_do_stop after the client_connection_failed/lost hook returns:
+ * a wrapping factory that must free itself does so in stop_factory, the
+ * last call it gets. */
 tw_protocol *tw_factory_build(tw_factory *f, const tw_address *addr);
 void tw_factory_do_start(tw_factory *f);
 void tw_factory_do_stop(tw_factory *f);

@@ -81,6 +81,13 @@ int tw_connect_unix(tw_reactor *r, const char *path, const tw_connect_options *o
  * check that nothing was left behind. */
 size_t tw_reactor_connection_count(tw_reactor *r);
 
+/* Calls tw_transport_lose_connection on every stream connection of r (what
+ * Twisted's reactor does at shutdown): each closes once its written bytes
+ * are sent, and gets its connection_lost. For a graceful server shutdown:
+ * stop listening, disconnect all, then wait for the count to reach 0. Safe
+ * inside any callback. */
+void tw_reactor_disconnect_all(tw_reactor *r);
+
 #ifdef __cplusplus
 }
 #endif

@@ -14,10 +14,12 @@
 #include "twirl/threads.h"
 
 #include "twirl/address.h"
+#include "twirl/endpoint.h"
 #include "twirl/protocol.h"
 #include "twirl/resolver.h"
 #include "twirl/tcp.h"
 #include "twirl/transport.h"
+#include "twirl/udp.h"
 
 #include "twirl/http_parser.h"
 #include "twirl/http_util.h"

@@ -51,7 +51,9 @@ tw_protocol *tw_factory_build(tw_factory *f, const tw_address *addr)
         p = f->ops->build_protocol(f, addr);
     else
         p = f->protocol ? tw_protocol_alloc(f->protocol) : NULL;
-    if (p)
+    /* A wrapping factory's build may return a protocol that already names
+     * its own (inner) factory: keep that, as Twisted's wrappers do. */
+    if (p && !p->factory)
         p->factory = f;
     return p;
 }

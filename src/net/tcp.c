@@ -104,6 +104,15 @@ size_t tw_reactor_connection_count(tw_reactor *r)
     return net ? net->conns : 0;
 }
 
+void tw_reactor_disconnect_all(tw_reactor *r)
+{
+    tw__net *net = tw__net_get(r);
+    /* Connections leave the list only in their teardown task, so the walk
+     * is safe even when lose_connection closes one at once. */
+    for (tw__conn *c = net ? net->conn_list : NULL; c; c = c->next)
+        tw_transport_lose_connection(&c->base);
+}
+
 /* ------------------------------------------------------------ ports */
 
 struct tw_port {

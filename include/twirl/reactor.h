@@ -53,9 +53,13 @@ typedef struct tw_reactor_options {
 int tw_reactor_new(const tw_reactor_options *opts, tw_reactor **out);
 
 /* Frees the reactor. It must not be running. Cross-thread calls still queued
- * are run first (so their arguments are not leaked), then timers, watchers and
- * triggers are dropped without being called. Handles into the reactor
- * (timers, watchers) must not be used afterwards. NULL is a no-op. */
+ * are run first (so their arguments are not leaked); then the layers above
+ * let go of what is attached: listening ports are closed, connection
+ * attempts fail, and open connections are aborted — their protocols get
+ * connection_lost (reason: aborted) and destroy, so nothing leaks. Finally
+ * timers, watchers and triggers are dropped without being called. Handles
+ * into the reactor (timers, watchers, ports) must not be used afterwards.
+ * NULL is a no-op. */
 void tw_reactor_free(tw_reactor *r);
 
 /* Runs the loop until tw_reactor_stop() completes the shutdown. Fires the

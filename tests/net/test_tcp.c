@@ -142,7 +142,7 @@ static void echo_round_trip(const char *iface, const char *connect_host)
     assert_int_equal(cs.made, 1);
     assert_int_equal(tw_reactor_connection_count(r), 2);
     tw_port_stop_listening(port);
-    tw_reactor_free(r); /* connections still open: closed without callbacks */
+    tw_reactor_free(r); /* connections still open: aborted, with connection_lost */
 }
 
 static void echo_ipv4(void **state)

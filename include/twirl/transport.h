@@ -114,6 +114,9 @@ int tw_transport_write(tw_transport *t, const void *data, size_t len);
 int tw_transport_writev(tw_transport *t, const struct iovec *iov, int iovcnt);
 /* Writes a NUL-terminated string. */
 int tw_transport_write_str(tw_transport *t, const char *s);
+/* Writes printf-formatted text (no NUL). Same returns as write, or TW_ENOMEM
+ * when the text is long and memory is short. */
+int tw_transport_printf(tw_transport *t, const char *fmt, ...) TW_PRINTF(2, 3);
 /* Lends data: release(release_arg) is called once the bytes are sent or the
  * connection dropped them; until then data must stay valid and unchanged.
  * release may be NULL for static data. Same returns as write; on error
@@ -151,6 +154,9 @@ void tw_transport_unregister_producer(tw_transport *t);
  * slow. Valid as long as the transport. */
 tw_producer *tw_transport_as_producer(tw_transport *t);
 
+/* The addresses of the two ends. The peer of a TCP connection stays known
+ * for its whole life, connection_lost included (Twisted's
+ * transport.client). Return 0, or a negative code with *out emptied. */
 int tw_transport_get_peer(tw_transport *t, tw_address *out);
 int tw_transport_get_host(tw_transport *t, tw_address *out);
 int tw_transport_set_option(tw_transport *t, tw_transport_option opt, long value);

@@ -35,7 +35,7 @@ int tw__io_set(tw_reactor *r, tw__io *io, unsigned mask)
         return 0;
     int rc = r->backend->watch(r, io, mask);
     if (rc == 0)
-        io->mask = mask;
+        io->mask = (uint8_t)mask;
     return rc;
 }
 
@@ -71,7 +71,7 @@ void tw__io_stop(tw_reactor *r, tw__io *io)
 
 void tw__io_feed(tw_reactor *r, tw__io *io, unsigned events)
 {
-    io->fed_events |= events;
+    io->fed_events |= (uint8_t)events;
     if (io->fed)
         return;
     io->fed = 1;

@@ -35,13 +35,13 @@ enum {
  * backend drop events fetched for an earlier registration (nginx's trick). */
 struct tw__io {
     int fd;
-    unsigned mask;       /* TW_READABLE | TW_WRITABLE wanted now */
-    unsigned registered; /* backend bookkeeping: what the kernel was told */
-    uint8_t flags;       /* TW__IO_EDGE */
-    uint8_t instance;    /* flipped at every stop */
-    uint8_t fed;         /* on the reactor's feed list */
-    int poll_index;      /* poll backend: slot in its arrays, -1 if none */
-    unsigned fed_events;
+    int poll_index;     /* poll backend: slot in its arrays, -1 if none */
+    uint8_t mask;       /* TW_READABLE | TW_WRITABLE wanted now */
+    uint8_t registered; /* backend bookkeeping: what the kernel was told */
+    uint8_t flags;      /* TW__IO_EDGE */
+    uint8_t instance;   /* flipped at every stop */
+    uint8_t fed;        /* on the reactor's feed list */
+    uint8_t fed_events;
     tw__io *fed_next;
     tw__io_fn cb;
 };

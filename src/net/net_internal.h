@@ -49,7 +49,16 @@ struct tw__conn {
     uint32_t high_water, low_water, write_limit;
     uint32_t flags;
     int32_t close_err; /* -errno or TW_E* that ended it, 0 for a clean close */
+    /* The peer's IP address and port, kept from accept/connect so that
+     * get_peer answers even in connection_lost, after a reset (Twisted keeps
+     * transport.client too). Family 0: ask the socket. */
+    uint16_t peer_family;
+    uint16_t peer_port; /* network byte order */
+    uint8_t peer_ip[16];
 };
+
+/* Remembers the peer (AF_INET/AF_INET6 only). */
+void tw__conn_set_peer(tw__conn *c, const tw_address *peer);
 
 /* Per-reactor state of the net layer (slot TW__SLOT_NET). */
 typedef struct tw__net {

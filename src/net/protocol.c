@@ -1,6 +1,8 @@
 /* protocol.c — protocol allocation, factories, the transport dispatch
  * functions, and Twisted's ReconnectingClientFactory. */
 #include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -121,6 +123,28 @@ int tw_transport_writev(tw_transport *t, const struct iovec *iov, int iovcnt)
 int tw_transport_write_str(tw_transport *t, const char *s)
 {
     return t->ops->write(t, s, strlen(s));
+}
+
+int tw_transport_printf(tw_transport *t, const char *fmt, ...)
+{
+    char small[512];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(small, sizeof small, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return TW_EINVAL;
+    if ((size_t)n < sizeof small)
+        return t->ops->write(t, small, (size_t)n);
+    char *big = malloc((size_t)n + 1);
+    if (!big)
+        return TW_ENOMEM;
+    va_start(ap, fmt);
+    vsnprintf(big, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    int rc = t->ops->write(t, big, (size_t)n);
+    free(big);
+    return rc;
 }
 
 int tw_transport_write_ref(tw_transport *t, const void *data, size_t len, tw_free_fn release,

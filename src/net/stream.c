@@ -575,10 +575,43 @@ static void stream_unregister_producer(tw_transport *t)
 
 /* ----------------------------------------------------------- queries */
 
+void tw__conn_set_peer(tw__conn *c, const tw_address *peer)
+{
+    switch (tw_address_family(peer)) {
+    case AF_INET:
+        c->peer_family = AF_INET;
+        c->peer_port = peer->u.in4.sin_port;
+        memcpy(c->peer_ip, &peer->u.in4.sin_addr, 4);
+        break;
+    case AF_INET6:
+        c->peer_family = AF_INET6;
+        c->peer_port = peer->u.in6.sin6_port;
+        memcpy(c->peer_ip, &peer->u.in6.sin6_addr, 16);
+        break;
+    default:
+        c->peer_family = 0;
+    }
+}
+
 static int stream_get_peer(tw_transport *t, tw_address *out)
 {
     tw__conn *c = conn_of(t);
     memset(out, 0, sizeof *out);
+    out->socktype = SOCK_STREAM;
+    if (c->peer_family == AF_INET) {
+        out->u.in4.sin_family = AF_INET;
+        out->u.in4.sin_port = c->peer_port;
+        memcpy(&out->u.in4.sin_addr, c->peer_ip, 4);
+        out->len = sizeof out->u.in4;
+        return 0;
+    }
+    if (c->peer_family == AF_INET6) {
+        out->u.in6.sin6_family = AF_INET6;
+        out->u.in6.sin6_port = c->peer_port;
+        memcpy(&out->u.in6.sin6_addr, c->peer_ip, 16);
+        out->len = sizeof out->u.in6;
+        return 0;
+    }
     if (c->io.fd < 0)
         return TW_ECLOSED;
     socklen_t len = sizeof out->u;

@@ -220,8 +220,10 @@ static void accept_one(tw_port *p, int fd, const tw_address *peer)
         }
         c = tw__conn_new(p->reactor, fd, is_tcp, proto, 0, p->write_limit, NULL);
     }
-    if (c)
+    if (c) {
+        tw__conn_set_peer(c, peer);
         tw__conn_start(c);
+    }
 }
 
 static void port_ready(tw_reactor *r, tw__io *io, unsigned events)
@@ -600,6 +602,7 @@ static void connected(tw_connector *c)
         connect_failed(c, TW_ENOMEM);
         return;
     }
+    tw__conn_set_peer(c->conn, &c->dest);
     tw__conn_start(c->conn);
 }
 

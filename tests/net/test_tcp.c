@@ -30,7 +30,8 @@ typedef struct stats {
     size_t received;
     char buf[256];
     size_t buflen;
-    int after_lost; /* calls that came after connection_lost: must stay 0 */
+    int after_lost;     /* calls that came after connection_lost: must stay 0 */
+    int lost_peer_port; /* the peer's port, asked inside connection_lost */
 } stats;
 
 typedef struct peer {
@@ -69,6 +70,9 @@ static void rec_lost(tw_protocol *p, const tw_failure *reason)
     s->lost_code = tw_failure_code(reason);
     const tw_failure *cause = tw_failure_cause(reason);
     s->lost_cause = cause ? tw_failure_code(cause) : 0;
+    tw_address who;
+    if (tw_transport_get_peer(p->transport, &who) == 0)
+        s->lost_peer_port = tw_address_port(&who);
 }
 
 static void echo_data(tw_protocol *p, const void *data, size_t len)
@@ -255,6 +259,9 @@ static void peer_reset_mid_write(void **state)
     assert_int_equal(cs.lost_code, TW_ECONNECTION_LOST);
     assert_int_equal(cs.lost_cause, -ECONNABORTED);
     assert_int_equal(ss.after_lost + cs.after_lost, 0);
+    /* the peer is still known after the reset, as Twisted's transport.client */
+    assert_true(ss.lost_peer_port > 0);
+    assert_int_equal(cs.lost_peer_port, port_of(port));
     tw_port_stop_listening(port);
     tw_reactor_free(r);
 }

@@ -21,7 +21,12 @@
 #include "twirl/transport.h"
 #include "twirl/udp.h"
 
+#include "twirl/basic.h"
+
 #include "twirl/http_parser.h"
 #include "twirl/http_util.h"
+
+
+#include "twirl/testing.h"
 
 #endif

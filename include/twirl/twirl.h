@@ -7,6 +7,7 @@
 #include "twirl/log.h"
 #include "twirl/reactor.h"
 
+#include "twirl/coro.h"
 #include "twirl/defer_sync.h"
 #include "twirl/deferred.h"
 #include "twirl/failure.h"

@@ -9,6 +9,7 @@
  * is on at most one stack: one marked F_IN_RUN is never pushed again, its own
  * loop gets back to it). */
 #include <pthread.h>
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -211,8 +212,12 @@ tw_deferred *tw_deferred_new(tw_canceller_fn canceller, void *arg)
 
 tw_deferred *tw_deferred_ref(tw_deferred *d)
 {
-    if (d)
+    if (d) {
+        /* A deferred whose last reference went may sit on the reuse list:
+         * taking a new reference to it is a use after free. */
+        assert(d->refs > 0);
         d->refs++;
+    }
     return d;
 }
 

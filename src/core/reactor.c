@@ -276,13 +276,43 @@ static void wake_close(tw_reactor *r)
 
 /* ------------------------------------------------------------ lifecycle */
 
+#ifdef TWIRL_HAVE_URING
+/* io_uring is probed once per process: kernel support, the
+ * kernel.io_uring_disabled sysctl, and the operations the backend uses.
+ * Without them "uring" falls back to epoll, saying why. */
+static int uring_usable;
+
+static void probe_once(void)
+{
+    int rc = tw__uring_probe();
+    uring_usable = rc == 0;
+    if (rc < 0)
+        tw_log(TW_LOG_INFO, "reactor", "io_uring unavailable (%s): using epoll", tw_strerror(rc));
+}
+#endif
+
 static const tw__backend_ops *backend_by_name(const char *name)
 {
     if (!name || !*name || strcmp(name, "epoll") == 0)
         return &tw__backend_epoll;
     if (strcmp(name, "poll") == 0)
         return &tw__backend_poll;
+    if (strcmp(name, "uring") == 0) {
+#ifdef TWIRL_HAVE_URING
+        static pthread_once_t once = PTHREAD_ONCE_INIT;
+        pthread_once(&once, probe_once);
+        return uring_usable ? &tw__backend_uring : &tw__backend_epoll;
+#else
+        tw_log(TW_LOG_INFO, "reactor", "built without liburing: using epoll");
+        return &tw__backend_epoll;
+#endif
+    }
     return NULL;
+}
+
+int tw__reactor_completions(const tw_reactor *r)
+{
+    return r->backend->completions;
 }
 
 static pthread_once_t sigpipe_once = PTHREAD_ONCE_INIT;
@@ -498,6 +528,11 @@ static int turn(tw_reactor *r, int64_t timeout_ns)
     tw__timers_run(r, r->now_ns, !r->fake_clock);
     run_tasks(r);
     return n < 0 ? n : 0;
+}
+
+int tw__reactor_turn(tw_reactor *r, int64_t timeout_ns)
+{
+    return turn(r, timeout_ns);
 }
 
 static int64_t seconds_to_ns(double timeout)

@@ -66,6 +66,33 @@ static inline uintptr_t tw__io_tag(const tw__io *io)
     return (uintptr_t)io | io->instance;
 }
 
+/* ------------------------------------------------------------ completions */
+
+/* A completion-based operation (io_uring): the memory that receives its
+ * result. The owner embeds one per kind of operation in flight and keeps it
+ * alive until the operation's last completion has arrived (a multishot
+ * operation completes many times; the last has no TW__OP_MORE). */
+typedef struct tw__op tw__op;
+typedef void (*tw__op_fn)(tw_reactor *r, tw__op *op, int32_t res, uint32_t flags);
+struct tw__op {
+    tw__op_fn cb;
+};
+
+enum {
+    TW__OP_MORE = 1u << 0,  /* more completions will come for this operation */
+    TW__OP_BUFFER = 1u << 1 /* a provided buffer holds the data: id in bits 16+ */
+};
+
+/* The value to store in an SQE's user_data for op. */
+static inline uint64_t tw__op_tag(const tw__op *op)
+{
+    return (uint64_t)(uintptr_t)op | 2u; /* bit 1: a completion, not a poll */
+}
+
+/* True when the reactor drives sockets by completions (the uring backend);
+ * transports then use src/net/uring_stream.c instead of readiness. */
+int tw__reactor_completions(const tw_reactor *r);
+
 /* --------------------------------------------------------------- tasks */
 
 /* An intrusive "run soon" entry: fn(task) runs after the current event batch
@@ -110,6 +137,11 @@ int tw__reactor_on_free(tw_reactor *r, tw__cleanup_fn fn, void *arg);
 enum { TW__RBUF_BYTES = 64 * 1024 };
 void *tw__reactor_rbuf(tw_reactor *r);
 
+/* One loop turn, waiting at most timeout_ns (< 0: until something happens),
+ * for layers that must let in-flight kernel operations finish while the
+ * reactor is being freed. */
+int tw__reactor_turn(tw_reactor *r, int64_t timeout_ns);
+
 /* True on the thread that is running (or last ran) the reactor. */
 int tw__reactor_on_thread(const tw_reactor *r);
 
@@ -117,6 +149,7 @@ int tw__reactor_on_thread(const tw_reactor *r);
 
 typedef struct tw__backend_ops {
     const char *name;
+    int completions; /* sockets are driven by completions (tw__op) */
     int (*init)(tw_reactor *r);
     void (*fini)(tw_reactor *r);
     /* Moves io from io->registered to mask; updates io->registered. */
@@ -130,6 +163,12 @@ typedef struct tw__backend_ops {
 
 extern const tw__backend_ops tw__backend_epoll;
 extern const tw__backend_ops tw__backend_poll;
+#ifdef TWIRL_HAVE_URING
+extern const tw__backend_ops tw__backend_uring;
+/* 0 if io_uring can drive this reactor here (kernel, sysctl, opcodes), else
+ * a negative code naming why not. */
+int tw__uring_probe(void);
+#endif
 
 /* Backend private data. */
 void *tw__reactor_backend_data(tw_reactor *r);

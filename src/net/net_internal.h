@@ -16,8 +16,11 @@ struct tw__wbuf {
     size_t room;      /* free inline bytes after data+len (copied chunks only) */
     tw_free_fn release;
     void *release_arg;
+    size_t cap; /* inline bytes allocated (copied chunks) */
     char inline_data[];
 };
+
+enum { TW__WBUF_CACHE = 64 }; /* free small chunks kept per reactor */
 
 enum tw__conn_flags {
     TW__CONN_PAUSED = 1u << 0,       /* read side paused by the protocol */
@@ -28,8 +31,15 @@ enum tw__conn_flags {
     TW__CONN_PRODUCER_PAUSED = 1u << 5, /* we paused the registered producer */
     TW__CONN_PROTO_INLINE = 1u << 6,    /* protocol lives in the same block */
     TW__CONN_TCP = 1u << 7,
-    TW__CONN_MADE = 1u << 8,   /* connection_made was called */
-    TW__CONN_STOPPED = 1u << 9 /* stop_producing: never read again */
+    TW__CONN_MADE = 1u << 8,              /* connection_made was called */
+    TW__CONN_STOPPED = 1u << 9,           /* stop_producing: never read again */
+    TW__CONN_URING = 1u << 10,            /* driven by completions (uring_stream.c) */
+    TW__CONN_RECV_ARMED = 1u << 11,       /* a multishot receive is in the kernel */
+    TW__CONN_RECV_CANCEL = 1u << 12,      /* ... and its cancel was asked for */
+    TW__CONN_SEND_INFLIGHT = 1u << 13,    /* a send is in the kernel */
+    TW__CONN_TORN_DOWN = 1u << 14,        /* connection_lost delivered */
+    TW__CONN_READ_EOF_PENDING = 1u << 15, /* EOF received while paused */
+    TW__CONN_ZOMBIE = 1u << 16            /* torn down, waiting for the kernel */
 };
 
 /* A TCP or Unix stream connection. Kept small: an idle connection costs this
@@ -55,7 +65,25 @@ struct tw__conn {
     uint16_t peer_family;
     uint16_t peer_port; /* network byte order */
     uint8_t peer_ip[16];
+#ifdef TWIRL_HAVE_URING
+    tw__op recv_op, send_op;
+    tw__wbuf *stash;  /* bytes received while paused, delivered on resume */
+    uint8_t inflight; /* operations whose last completion is still due */
+#endif
 };
+
+/* For the completion-driven path (uring_stream.c). */
+void tw__conn_close_now(tw__conn *c, int err);
+void tw__conn_read_eof(tw__conn *c);
+void tw__conn_consume(tw__conn *c, size_t n); /* n queued bytes were sent */
+void tw__conn_sent(tw__conn *c);              /* after consuming: producers, drain */
+void tw__conn_release(tw__conn *c);           /* frees once torn down and idle */
+#ifdef TWIRL_HAVE_URING
+int tw__uring_conn_start(tw__conn *c);
+void tw__uring_conn_kick(tw__conn *c);    /* makes sure a send is on its way */
+void tw__uring_conn_reading(tw__conn *c); /* reading wanted or not: arm or cancel */
+void tw__uring_conn_close(tw__conn *c);
+#endif
 
 /* Remembers the peer (AF_INET/AF_INET6 only). */
 void tw__conn_set_peer(tw__conn *c, const tw_address *peer);
@@ -68,7 +96,10 @@ typedef struct tw__net {
     struct tw_connector *connectors;
     struct tw_port *emfile_ports; /* ports paused for lack of descriptors */
     tw__task free_task;
-    int dying; /* the reactor is being freed */
+    int dying;                   /* the reactor is being freed */
+    struct tw__wbuf *wbuf_cache; /* free small write chunks */
+    struct tw__conn *zombies;    /* torn down, operations still in the kernel */
+    int wbuf_cached;
 } tw__net;
 
 tw__net *tw__net_get(tw_reactor *r);

@@ -37,11 +37,40 @@ static inline tw__conn *conn_of(tw_transport *t)
 
 /* ----------------------------------------------------------- write queue */
 
-static void wbuf_free(tw__wbuf *b)
+/* Small copied chunks are recycled through a per-reactor cache: a server
+ * whose kernel buffers fill now and then would otherwise malloc and free a
+ * chunk per message — and make glibc move the heap top with brk each time. */
+static void wbuf_free(tw_reactor *r, tw__wbuf *b)
 {
-    if (b->release)
+    if (b->release) {
         b->release(b->release_arg);
+    } else if (b->cap == WBUF_MIN) {
+        tw__net *net = tw__net_get(r);
+        if (net && net->wbuf_cached < TW__WBUF_CACHE) {
+            b->next = net->wbuf_cache;
+            net->wbuf_cache = b;
+            net->wbuf_cached++;
+            return;
+        }
+    }
     free(b);
+}
+
+static tw__wbuf *wbuf_alloc(tw_reactor *r, size_t cap)
+{
+    if (cap == WBUF_MIN) {
+        tw__net *net = tw__net_get(r);
+        if (net && net->wbuf_cache) {
+            tw__wbuf *b = net->wbuf_cache;
+            net->wbuf_cache = b->next;
+            net->wbuf_cached--;
+            return b;
+        }
+    }
+    tw__wbuf *b = malloc(sizeof *b + cap);
+    if (b)
+        b->cap = cap;
+    return b;
 }
 
 static void wq_clear(tw__conn *c)
@@ -49,7 +78,7 @@ static void wq_clear(tw__conn *c)
     tw__wbuf *b = c->wq_head;
     while (b) {
         tw__wbuf *next = b->next;
-        wbuf_free(b);
+        wbuf_free(c->base.reactor, b);
         b = next;
     }
     c->wq_head = c->wq_tail = NULL;
@@ -71,7 +100,7 @@ static int wq_append_copy(tw__conn *c, const char *data, size_t len)
             return 0;
     }
     size_t cap = len < WBUF_MIN ? WBUF_MIN : len;
-    tw__wbuf *b = malloc(sizeof *b + cap);
+    tw__wbuf *b = wbuf_alloc(c->base.reactor, cap);
     if (!b)
         return TW_ENOMEM;
     memcpy(b->inline_data, data, len);
@@ -95,7 +124,7 @@ static int wq_append_ref(tw__conn *c, const char *data, size_t len, tw_free_fn r
     tw__wbuf *b = malloc(sizeof *b);
     if (!b)
         return TW_ENOMEM;
-    *b = (tw__wbuf){ NULL, data, len, 0, release, arg };
+    *b = (tw__wbuf){ NULL, data, len, 0, release, arg, 0 };
     if (c->wq_tail)
         c->wq_tail->next = b;
     else
@@ -120,7 +149,7 @@ static void wq_consume(tw__conn *c, size_t n)
         c->wq_head = b->next;
         if (!c->wq_head)
             c->wq_tail = NULL;
-        wbuf_free(b);
+        wbuf_free(c->base.reactor, b);
     }
     /* A fully sent copied chunk at the head is freed; an emptied tail chunk
      * was freed above too, so appends always start a fresh chunk. */
@@ -143,7 +172,10 @@ static void teardown(tw_reactor *r, tw__task *task)
     tw_protocol *p = c->base.protocol;
     tw_failure *reason = close_reason(c);
 
-    wq_clear(c);
+    /* The kernel may still read queued bytes of a completion-driven
+     * connection: those wait for its last completion (tw__conn_release). */
+    if (!(c->flags & TW__CONN_URING))
+        wq_clear(c);
     if (c->producer) {
         tw_producer *prod = c->producer;
         c->producer = NULL;
@@ -163,20 +195,59 @@ static void teardown(tw_reactor *r, tw__task *task)
         tw__connector_conn_lost(c->connector, reason);
     tw_failure_unref(reason);
     tw__net_conn_unlink(tw__net_get(r), c);
-    free(c);
+    c->base.protocol = NULL;
+    c->flags |= TW__CONN_TORN_DOWN;
+    tw__conn_release(c);
     tw__net_fd_freed(r);
+}
+
+void tw__conn_release(tw__conn *c)
+{
+#ifdef TWIRL_HAVE_URING
+    tw__net *net = tw__net_get(c->base.reactor);
+    if (c->inflight > 0) {
+        /* The kernel still holds operations on it: park it until the last
+         * completion calls again (or the reactor's end drains them). */
+        if (!(c->flags & TW__CONN_ZOMBIE) && net) {
+            c->flags |= TW__CONN_ZOMBIE;
+            c->prev = NULL;
+            c->next = net->zombies;
+            if (net->zombies)
+                net->zombies->prev = c;
+            net->zombies = c;
+        }
+        return;
+    }
+    if ((c->flags & TW__CONN_ZOMBIE) && net) {
+        if (c->prev)
+            c->prev->next = c->next;
+        else
+            net->zombies = c->next;
+        if (c->next)
+            c->next->prev = c->prev;
+    }
+#endif
+    wq_clear(c);
+    free(c);
 }
 
 /* Closes now: no more reads or writes. err is 0 for a clean close or the
  * -errno that ended the connection. */
-static void close_now(tw__conn *c, int err)
+void tw__conn_close_now(tw__conn *c, int err)
 {
     if (c->base.state == TW_TRANSPORT_CLOSED)
         return;
     c->base.state = TW_TRANSPORT_CLOSED;
     c->close_err = err;
-    tw__io_stop(c->base.reactor, &c->io);
-    close(c->io.fd);
+#ifdef TWIRL_HAVE_URING
+    if (c->flags & TW__CONN_URING)
+        tw__uring_conn_close(c); /* cancels, submits, then closes the fd */
+    else
+#endif
+    {
+        tw__io_stop(c->base.reactor, &c->io);
+        close(c->io.fd);
+    }
     c->io.fd = -1;
     tw__task_post(c->base.reactor, &c->task, teardown);
 }
@@ -203,10 +274,15 @@ static int after_queue(tw__conn *c)
             tw_address_format(&a, peer, sizeof peer);
         tw_log(TW_LOG_WARN, "tcp", "%s: write buffer over its limit (%zu > %u bytes): aborting",
                peer, c->buffered, c->write_limit);
-        close_now(c, -ENOBUFS);
+        tw__conn_close_now(c, -ENOBUFS);
         return TW_ELIMIT;
     }
-    if (!(c->io.mask & TW_WRITABLE))
+#ifdef TWIRL_HAVE_URING
+    if (c->flags & TW__CONN_URING)
+        tw__uring_conn_kick(c); /* a send goes with the next submission */
+    else
+#endif
+        if (!(c->io.mask & TW_WRITABLE))
         tw__io_set(c->base.reactor, &c->io, c->io.mask | TW_WRITABLE);
     producer_check_high(c);
     return 0;
@@ -214,7 +290,7 @@ static int after_queue(tw__conn *c)
 
 static int write_error(tw__conn *c, int err)
 {
-    close_now(c, -err);
+    tw__conn_close_now(c, -err);
     return -err;
 }
 
@@ -226,7 +302,7 @@ static int stream_write(tw_transport *t, const void *data, size_t len)
         return TW_ECLOSED;
     if (len == 0)
         return 0;
-    if (!c->wq_head) {
+    if (!c->wq_head && !(c->flags & TW__CONN_URING)) {
         ssize_t n;
         do
             n = send(c->io.fd, data, len, MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -258,7 +334,7 @@ static int stream_writev(tw_transport *t, const struct iovec *iov, int iovcnt)
     if (total == 0)
         return 0;
     size_t sent = 0;
-    if (!c->wq_head) {
+    if (!c->wq_head && !(c->flags & TW__CONN_URING)) {
         struct msghdr msg = { .msg_iov = (struct iovec *)iov,
                               .msg_iovlen = (size_t)(iovcnt < 1024 ? iovcnt : 1024) };
         ssize_t n;
@@ -298,7 +374,7 @@ static int stream_write_ref(tw_transport *t, const void *data, size_t len, tw_fr
             release(arg);
         return TW_ECLOSED;
     }
-    if (!c->wq_head && len > 0) {
+    if (!c->wq_head && len > 0 && !(c->flags & TW__CONN_URING)) {
         ssize_t n;
         do
             n = send(c->io.fd, data, len, MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -340,7 +416,7 @@ static void shut_write_side(tw__conn *c)
     c->flags |= TW__CONN_WRITE_SHUT;
     shutdown(c->io.fd, SHUT_WR);
     if (c->flags & TW__CONN_READ_EOF)
-        close_now(c, 0);
+        tw__conn_close_now(c, 0);
 }
 
 /* The queue emptied: finish a pending close or half-close, wake producers. */
@@ -348,7 +424,7 @@ static void drained(tw__conn *c)
 {
     tw__io_set(c->base.reactor, &c->io, c->io.mask & ~TW_WRITABLE);
     if (c->base.state == TW_TRANSPORT_DISCONNECTING) {
-        close_now(c, 0);
+        tw__conn_close_now(c, 0);
         return;
     }
     if (c->flags & TW__CONN_SHUT_PENDING) {
@@ -378,13 +454,23 @@ static void flush(tw__conn *c)
                 continue;
             if (errno == EAGAIN)
                 return;
-            close_now(c, -errno);
+            tw__conn_close_now(c, -errno);
             return;
         }
         wq_consume(c, (size_t)w);
         if ((size_t)w < offered)
             continue; /* try again: stop only on EAGAIN (edge-triggered) */
     }
+    tw__conn_sent(c);
+}
+
+void tw__conn_consume(tw__conn *c, size_t n)
+{
+    wq_consume(c, n);
+}
+
+void tw__conn_sent(tw__conn *c)
+{
     if (c->producer && (c->flags & TW__CONN_PRODUCER_PAUSED) && c->buffered <= c->low_water) {
         c->flags &= ~TW__CONN_PRODUCER_PAUSED;
         c->producer->ops->resume_producing(c->producer);
@@ -397,12 +483,12 @@ static void flush(tw__conn *c)
 
 /* ----------------------------------------------------------- reading */
 
-static void read_eof(tw__conn *c)
+void tw__conn_read_eof(tw__conn *c)
 {
     c->flags |= TW__CONN_READ_EOF;
     tw__io_set(c->base.reactor, &c->io, c->io.mask & ~TW_READABLE);
     if (c->flags & TW__CONN_WRITE_SHUT) {
-        close_now(c, 0);
+        tw__conn_close_now(c, 0);
         return;
     }
     tw_protocol *p = c->base.protocol;
@@ -417,7 +503,7 @@ static void do_read(tw__conn *c, unsigned events)
     tw_reactor *r = c->base.reactor;
     char *buf = tw__reactor_rbuf(r);
     if (!buf) {
-        close_now(c, -ENOMEM);
+        tw__conn_close_now(c, -ENOMEM);
         return;
     }
     for (int budget = READS_PER_WAKEUP; budget > 0; budget--) {
@@ -435,7 +521,7 @@ static void do_read(tw__conn *c, unsigned events)
             continue;
         }
         if (n == 0) {
-            read_eof(c);
+            tw__conn_read_eof(c);
             return;
         }
         if (errno == EINTR) {
@@ -443,7 +529,7 @@ static void do_read(tw__conn *c, unsigned events)
             continue;
         }
         if (errno != EAGAIN)
-            close_now(c, -errno);
+            tw__conn_close_now(c, -errno);
         return;
     }
     /* Budget spent with data left: come back next turn (an edge-triggered
@@ -473,7 +559,7 @@ static void conn_ready(tw_reactor *r, tw__io *io, unsigned events)
         socklen_t len = sizeof err;
         getsockopt(io->fd, SOL_SOCKET, SO_ERROR, &err, &len);
         if (err)
-            close_now(c, -err);
+            tw__conn_close_now(c, -err);
     }
 }
 
@@ -486,9 +572,14 @@ static void stream_lose_connection(tw_transport *t)
         return;
     c->base.state = TW_TRANSPORT_DISCONNECTING;
     /* No more reading (Twisted stops reading too); finish writing. */
-    tw__io_set(t->reactor, &c->io, c->io.mask & ~TW_READABLE);
+#ifdef TWIRL_HAVE_URING
+    if (c->flags & TW__CONN_URING)
+        tw__uring_conn_reading(c);
+    else
+#endif
+        tw__io_set(t->reactor, &c->io, c->io.mask & ~TW_READABLE);
     if (!c->wq_head)
-        close_now(c, 0);
+        tw__conn_close_now(c, 0);
 }
 
 static void stream_abort_connection(tw_transport *t)
@@ -499,7 +590,7 @@ static void stream_abort_connection(tw_transport *t)
     /* RST rather than FIN: the peer must not mistake this for a clean end. */
     struct linger lg = { 1, 0 };
     setsockopt(c->io.fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
-    close_now(c, -ECONNABORTED);
+    tw__conn_close_now(c, -ECONNABORTED);
 }
 
 static int stream_lose_write_connection(tw_transport *t)
@@ -522,6 +613,12 @@ static void stream_pause(tw_transport *t)
     if (c->base.state == TW_TRANSPORT_CLOSED)
         return;
     c->flags |= TW__CONN_PAUSED;
+#ifdef TWIRL_HAVE_URING
+    if (c->flags & TW__CONN_URING) {
+        tw__uring_conn_reading(c);
+        return;
+    }
+#endif
     tw__io_set(t->reactor, &c->io, c->io.mask & ~TW_READABLE);
 }
 
@@ -533,6 +630,12 @@ static void stream_resume(tw_transport *t)
     c->flags &= ~TW__CONN_PAUSED;
     if (c->flags & (TW__CONN_READ_EOF | TW__CONN_STOPPED))
         return;
+#ifdef TWIRL_HAVE_URING
+    if (c->flags & TW__CONN_URING) {
+        tw__uring_conn_reading(c);
+        return;
+    }
+#endif
     tw__io_set(t->reactor, &c->io, c->io.mask | TW_READABLE);
     /* Bytes (or an EOF) that arrived while paused raised no new edge: go
      * and read to EAGAIN. */
@@ -775,6 +878,8 @@ tw__conn *tw__conn_new(tw_reactor *r, int fd, int is_tcp, tw_protocol *p, int pr
     c->low_water = TW_WRITE_LOW_WATER;
     c->write_limit = (uint32_t)(write_limit ? write_limit : TW_WRITE_LIMIT);
     c->connector = connector;
+    if (tw__reactor_completions(r))
+        c->flags |= TW__CONN_URING;
     if (is_tcp) {
         c->flags |= TW__CONN_TCP;
         set_int_opt(fd, IPPROTO_TCP, TCP_NODELAY, 1);
@@ -786,10 +891,16 @@ tw__conn *tw__conn_new(tw_reactor *r, int fd, int is_tcp, tw_protocol *p, int pr
 
 void tw__conn_start(tw__conn *c)
 {
-    int rc = tw__io_set(c->base.reactor, &c->io, TW_READABLE);
+    int rc;
+#ifdef TWIRL_HAVE_URING
+    if (c->flags & TW__CONN_URING)
+        rc = tw__uring_conn_start(c);
+    else
+#endif
+        rc = tw__io_set(c->base.reactor, &c->io, TW_READABLE);
     tw_protocol *p = c->base.protocol;
     if (rc < 0) {
-        close_now(c, rc); /* no connection_made, so no connection_lost */
+        tw__conn_close_now(c, rc); /* no connection_made, so no connection_lost */
         return;
     }
     c->flags |= TW__CONN_MADE;

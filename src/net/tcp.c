@@ -62,7 +62,18 @@ static void port_unlink(tw__net *net, struct tw_port *p);
 static void net_free_task(tw_reactor *r, tw__task *t)
 {
     tw__net *net = (tw__net *)((char *)t - offsetof(tw__net, free_task));
+    /* Completion-driven connections wait for the kernel to hand back their
+     * cancelled operations (which touch their memory): let it, briefly. */
+    for (int i = 0; net->zombies && i < 200; i++)
+        tw__reactor_turn(r, 5 * 1000 * 1000);
+    if (net->zombies)
+        tw_log(TW_LOG_ERROR, "tcp", "kernel operations outlived the reactor; leaking them");
     connector_free_all(net);
+    while (net->wbuf_cache) {
+        struct tw__wbuf *b = net->wbuf_cache;
+        net->wbuf_cache = b->next;
+        free(b);
+    }
     *tw__reactor_slot(r, TW__SLOT_NET) = NULL;
     free(net);
 }
@@ -499,6 +510,7 @@ struct tw_connector {
     size_t write_limit;
     tw_timer timer;
     tw__task task;
+    tw__task free_task;
     tw__conn *conn;
     int state;
     int refs;        /* tw_connector_retain */
@@ -519,11 +531,18 @@ static void connector_unlink(tw_connector *c)
     }
 }
 
+static void connector_free_task(tw_reactor *r, tw__task *t)
+{
+    free((tw_connector *)((char *)t - offsetof(tw_connector, free_task)));
+}
+
+/* Freed from a task, never at once: the backend may still hold an event for
+ * its registration in the batch being dispatched. */
 static void connector_maybe_free(tw_connector *c)
 {
-    if (c->refs == 0 && c->state == CONN_DONE && !c->in_hook) {
+    if (c->refs == 0 && c->state == CONN_DONE && !c->in_hook && !c->free_task.queued) {
         connector_unlink(c);
-        free(c);
+        tw__task_post(c->reactor, &c->free_task, connector_free_task);
     }
 }
 

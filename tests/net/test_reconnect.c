@@ -29,6 +29,7 @@ static void made(tw_protocol *p)
 }
 
 static const tw_protocol_ops client_ops = { .connection_made = made };
+static const tw_protocol_ops server_ops = { .size = sizeof(tw_protocol) };
 
 static void on_started(tw_factory *f, tw_connector *c)
 {
@@ -64,7 +65,7 @@ static void rc_init(rc_test *t)
 
 static uint16_t free_port(tw_reactor *r)
 {
-    tw_factory dummy = TW_FACTORY_INIT(&client_ops, NULL);
+    tw_factory dummy = TW_FACTORY_INIT(&server_ops, NULL);
     tw_port *p;
     assert_int_equal(tw_listen_tcp(r, "127.0.0.1", 0, NULL, &dummy, &p), 0);
     uint16_t port = tw_address_port(tw_port_address(p));
@@ -106,7 +107,7 @@ static void retries_until_the_server_appears(void **state)
     /* delays grew by the factor: 0.02, 0.04, 0.08 ... */
     assert_true(t.f.delay >= 0.04 - 1e-9);
     assert_int_equal(t.f.retries, t.failed);
-    tw_factory server = TW_FACTORY_INIT(&client_ops, NULL);
+    tw_factory server = TW_FACTORY_INIT(&server_ops, NULL);
     tw_port *p;
     assert_int_equal(tw_listen_tcp(r, "127.0.0.1", port, NULL, &server, &p), 0);
     assert_true(tt_run_until(r, made_1, &t, 5));

@@ -1,0 +1,402 @@
+/* uring.c — the io_uring backend.
+ *
+ * Two kinds of work go through one ring:
+ *  - readiness, for fd watchers, listening sockets and connects: a one-shot
+ *    POLL_ADD per registration, re-armed after its callback while the owner
+ *    still wants events (level-triggered, like epoll's level mode);
+ *  - completions, for stream connections (src/net/uring_stream.c): multishot
+ *    receives into a ring of provided buffers shared by every connection,
+ *    and sends queued during a loop turn and submitted together by the one
+ *    io_uring_enter that also waits. Per message that is a fraction of a
+ *    system call, where readiness needs a wait, a read and a write.
+ *
+ * The user_data of every SQE says what completed: bit 1 set, a tw__op;
+ * otherwise a tw__io with its instance in bit 0 (stale polls are dropped);
+ * 0, nothing to do (cancel and remove requests). The ring is created
+ * disabled and enabled by the thread that first waits, so that thread alone
+ * may submit (SINGLE_ISSUER) and task work runs only when it asks
+ * (DEFER_TASKRUN), where the kernel has them. */
+#include <errno.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "core/uring.h"
+#include "twirl/log.h"
+
+enum {
+    SQ_ENTRIES = 1024,
+    CQ_ENTRIES = 8192,
+    BUF_ENTRIES = 256,    /* power of two */
+    BUF_BYTES = 16 * 1024 /* one receive's worth */
+};
+
+/* A poll registration: the CQE names the slot and its generation, never
+ * the io itself, so an owner may free an io as soon as it stopped it even
+ * though the cancelled poll's completion is still to come. */
+typedef struct poll_slot {
+    tw__io *io; /* NULL when free */
+    uint32_t gen;
+    int next_free;
+} poll_slot;
+
+typedef struct uring_backend {
+    struct io_uring ring;
+    int enabled;
+    poll_slot *slots;
+    int nslots, free_slot;
+    /* provided buffers, made on first use */
+    struct io_uring_buf_ring *br;
+    char *bufs;
+    int br_ready;
+} uring_backend;
+
+static uring_backend *ub(tw_reactor *r)
+{
+    return tw__reactor_backend_data(r);
+}
+
+int tw__uring_probe(void)
+{
+    struct io_uring ring;
+    int rc = io_uring_queue_init(8, &ring, 0);
+    if (rc < 0)
+        return rc; /* ENOSYS, EPERM (io_uring_disabled), ENOMEM */
+    struct io_uring_probe *probe = io_uring_get_probe_ring(&ring);
+    static const int needed[] = { IORING_OP_POLL_ADD, IORING_OP_POLL_REMOVE, IORING_OP_RECV,
+                                  IORING_OP_SEND, IORING_OP_ASYNC_CANCEL };
+    rc = probe ? 0 : -ENOSYS;
+    for (size_t i = 0; probe && i < sizeof needed / sizeof needed[0]; i++)
+        if (!io_uring_opcode_supported(probe, needed[i]))
+            rc = -ENOSYS;
+    if (probe)
+        io_uring_free_probe(probe);
+    /* Multishot receive with a buffer ring (Linux 6.0) is what the transport
+     * is built on: check it by registering a tiny ring. */
+    if (rc == 0) {
+        struct io_uring_buf_ring *br =
+            mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+        if (br == MAP_FAILED) {
+            rc = -ENOMEM;
+        } else {
+            struct io_uring_buf_reg reg = { .ring_addr = (uintptr_t)br,
+                                            .ring_entries = 8,
+                                            .bgid = 7 };
+            rc = io_uring_register_buf_ring(&ring, &reg, 0);
+            if (rc == 0)
+                io_uring_unregister_buf_ring(&ring, 7);
+            munmap(br, 4096);
+        }
+    }
+    if (rc == 0 && !(ring.features & IORING_FEAT_EXT_ARG))
+        rc = -ENOSYS; /* waiting with a timeout needs it (5.11) */
+    io_uring_queue_exit(&ring);
+    return rc;
+}
+
+static int ur_init(tw_reactor *r)
+{
+    uring_backend *b = calloc(1, sizeof *b);
+    if (!b)
+        return TW_ENOMEM;
+    struct io_uring_params p = { 0 };
+    p.flags = IORING_SETUP_CQSIZE | IORING_SETUP_R_DISABLED | IORING_SETUP_SINGLE_ISSUER |
+              IORING_SETUP_DEFER_TASKRUN;
+    p.cq_entries = CQ_ENTRIES;
+    int rc = io_uring_queue_init_params(SQ_ENTRIES, &b->ring, &p);
+    if (rc == -EINVAL) {
+        /* An older kernel: no DEFER_TASKRUN (6.1) or SINGLE_ISSUER (6.0). */
+        memset(&p, 0, sizeof p);
+        p.flags = IORING_SETUP_CQSIZE;
+        p.cq_entries = CQ_ENTRIES;
+        rc = io_uring_queue_init_params(SQ_ENTRIES, &b->ring, &p);
+        b->enabled = 1;
+    }
+    if (rc < 0) {
+        free(b);
+        return rc;
+    }
+    b->free_slot = -1;
+    tw__reactor_set_backend_data(r, b);
+    return 0;
+}
+
+static void ur_fini(tw_reactor *r)
+{
+    uring_backend *b = ub(r);
+    free(b->slots);
+    if (b->br_ready)
+        io_uring_unregister_buf_ring(&b->ring, TW__URING_BUF_GROUP);
+    io_uring_queue_exit(&b->ring);
+    if (b->br)
+        munmap(b->br, BUF_ENTRIES * sizeof(struct io_uring_buf));
+    if (b->bufs)
+        munmap(b->bufs, (size_t)BUF_ENTRIES * BUF_BYTES);
+    free(b);
+}
+
+static int enable(uring_backend *b);
+
+struct io_uring_sqe *tw__uring_sqe(tw_reactor *r)
+{
+    uring_backend *b = ub(r);
+    struct io_uring_sqe *sqe;
+    while ((sqe = io_uring_get_sqe(&b->ring)) == NULL) {
+        /* The queue is full: hand it to the kernel now. A disabled ring
+         * cannot take it; it is enabled by the thread that runs the loop,
+         * which owns the ring anyway. */
+        enable(b);
+        io_uring_submit(&b->ring);
+    }
+    return sqe;
+}
+
+/* ------------------------------------------------------------ buffers */
+
+static int bufs_ensure(uring_backend *b)
+{
+    if (b->br_ready)
+        return 0;
+    size_t ring_bytes = BUF_ENTRIES * sizeof(struct io_uring_buf);
+    b->br = mmap(NULL, ring_bytes, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+    if (b->br == MAP_FAILED) {
+        b->br = NULL;
+        return TW_ENOMEM;
+    }
+    /* Untouched pages cost nothing: memory follows the bytes in flight. */
+    b->bufs = mmap(NULL, (size_t)BUF_ENTRIES * BUF_BYTES, PROT_READ | PROT_WRITE,
+                   MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+    if (b->bufs == MAP_FAILED) {
+        b->bufs = NULL;
+        return TW_ENOMEM;
+    }
+    io_uring_buf_ring_init(b->br);
+    struct io_uring_buf_reg reg = { .ring_addr = (uintptr_t)b->br,
+                                    .ring_entries = BUF_ENTRIES,
+                                    .bgid = TW__URING_BUF_GROUP };
+    int rc = io_uring_register_buf_ring(&b->ring, &reg, 0);
+    if (rc < 0)
+        return rc;
+    int mask = io_uring_buf_ring_mask(BUF_ENTRIES);
+    for (unsigned i = 0; i < BUF_ENTRIES; i++)
+        io_uring_buf_ring_add(b->br, b->bufs + (size_t)i * BUF_BYTES, BUF_BYTES, (unsigned short)i,
+                              mask, (int)i);
+    io_uring_buf_ring_advance(b->br, BUF_ENTRIES);
+    b->br_ready = 1;
+    return 0;
+}
+
+void *tw__uring_buf(tw_reactor *r, unsigned bid)
+{
+    return ub(r)->bufs + (size_t)bid * BUF_BYTES;
+}
+
+size_t tw__uring_buf_size(tw_reactor *r)
+{
+    return BUF_BYTES;
+}
+
+void tw__uring_buf_recycle(tw_reactor *r, unsigned bid)
+{
+    uring_backend *b = ub(r);
+    io_uring_buf_ring_add(b->br, b->bufs + (size_t)bid * BUF_BYTES, BUF_BYTES, (unsigned short)bid,
+                          io_uring_buf_ring_mask(BUF_ENTRIES), 0);
+    io_uring_buf_ring_advance(b->br, 1);
+}
+
+int tw__uring_bufs_ready(tw_reactor *r)
+{
+    return bufs_ensure(ub(r));
+}
+
+/* io_uring_enable_rings is declared by liburing 2.3's header but missing
+ * from its library: ask the kernel directly. */
+static int enable(uring_backend *b)
+{
+    if (b->enabled)
+        return 0;
+    if (syscall(__NR_io_uring_register, b->ring.ring_fd, IORING_REGISTER_ENABLE_RINGS, NULL, 0) < 0)
+        return -errno;
+    b->enabled = 1;
+    return 0;
+}
+
+int tw__uring_submit_now(tw_reactor *r)
+{
+    uring_backend *b = ub(r);
+    int rc = enable(b);
+    return rc < 0 ? rc : io_uring_submit(&b->ring);
+}
+
+/* ------------------------------------------------------------ readiness */
+
+static uint64_t poll_tag(const uring_backend *b, const tw__io *io)
+{
+    int i = io->poll_index;
+    return ((uint64_t)b->slots[i].gen << 32) | ((uint64_t)(unsigned)i << 2);
+}
+
+static int slot_take(uring_backend *b, tw__io *io)
+{
+    if (b->free_slot < 0) {
+        int n = b->nslots ? b->nslots * 2 : 64;
+        poll_slot *slots = realloc(b->slots, (size_t)n * sizeof *slots);
+        if (!slots)
+            return TW_ENOMEM;
+        for (int i = n; i-- > b->nslots;)
+            slots[i] =
+                (poll_slot){ NULL, 1,
+                             i + 1 < n ? i + 1 : -1 }; /* gen 0 never: ud 0 means "nothing" */
+        slots[n - 1].next_free = -1;
+        b->free_slot = b->nslots;
+        b->slots = slots;
+        b->nslots = n;
+    }
+    int i = b->free_slot;
+    b->free_slot = b->slots[i].next_free;
+    b->slots[i].io = io;
+    io->poll_index = i;
+    return 0;
+}
+
+static void slot_give(uring_backend *b, tw__io *io)
+{
+    int i = io->poll_index;
+    b->slots[i].io = NULL;
+    b->slots[i].gen++;
+    b->slots[i].next_free = b->free_slot;
+    b->free_slot = i;
+    io->poll_index = -1;
+}
+
+static unsigned poll_mask(unsigned mask)
+{
+    return (mask & TW_READABLE ? POLLIN | POLLRDHUP : 0u) | (mask & TW_WRITABLE ? POLLOUT : 0u);
+}
+
+static void arm(tw_reactor *r, tw__io *io, unsigned mask)
+{
+    struct io_uring_sqe *sqe = tw__uring_sqe(r);
+    io_uring_prep_poll_add(sqe, io->fd, poll_mask(mask));
+    io_uring_sqe_set_data64(sqe, poll_tag(ub(r), io));
+    io->registered = 1;
+}
+
+static int ur_watch(tw_reactor *r, tw__io *io, unsigned mask)
+{
+    uring_backend *b = ub(r);
+    if (!mask) {
+        if (io->poll_index >= 0) {
+            if (io->registered) {
+                struct io_uring_sqe *sqe = tw__uring_sqe(r);
+                io_uring_prep_poll_remove(sqe, poll_tag(b, io));
+                io_uring_sqe_set_data64(sqe, 0);
+            }
+            slot_give(b, io);
+        }
+        io->registered = 0;
+        return 0;
+    }
+    if (io->poll_index < 0 && slot_take(b, io) < 0)
+        return TW_ENOMEM;
+    if (!io->registered) {
+        arm(r, io, mask);
+        return 0;
+    }
+    struct io_uring_sqe *sqe = tw__uring_sqe(r);
+    io_uring_prep_poll_update(sqe, poll_tag(b, io), poll_tag(b, io), poll_mask(mask),
+                              IORING_POLL_UPDATE_EVENTS);
+    io_uring_sqe_set_data64(sqe, 0);
+    return 0;
+}
+
+static void ur_unwatch(tw_reactor *r, tw__io *io)
+{
+    ur_watch(r, io, 0);
+}
+
+static void poll_done(tw_reactor *r, uint64_t ud, int32_t res)
+{
+    uring_backend *b = ub(r);
+    int i = (int)((ud & 0xffffffffu) >> 2);
+    uint32_t gen = (uint32_t)(ud >> 32);
+    if (i >= b->nslots || b->slots[i].gen != gen || !b->slots[i].io)
+        return; /* stopped since: the poll was removed, or is being */
+    tw__io *io = b->slots[i].io;
+    if (res == -ECANCELED || !io->registered)
+        return;         /* replaced by an update that raced it */
+    io->registered = 0; /* one-shot: it fired */
+    unsigned events = 0;
+    if (res < 0)
+        events = TW_ERROR | TW_READABLE | TW_WRITABLE;
+    else {
+        if (res & (POLLIN | POLLPRI | POLLRDHUP))
+            events |= TW_READABLE;
+        if (res & POLLOUT)
+            events |= TW_WRITABLE;
+        if (res & (POLLHUP | POLLRDHUP))
+            events |= TW_HANGUP;
+        if (res & (POLLERR | POLLNVAL))
+            events |= TW_ERROR;
+    }
+    tw__io_ready(r, tw__io_tag(io), events);
+    /* Level-triggered: ask again while the owner still wants events. The
+     * slot says whether the io is still registered (and so still alive): a
+     * stopped io may already be freed, and is not touched. */
+    if (b->slots[i].gen == gen && b->slots[i].io == io && io->mask && !io->registered)
+        arm(r, io, io->mask);
+}
+
+/* ------------------------------------------------------------ waiting */
+
+static int ur_wait(tw_reactor *r, int64_t timeout_ns)
+{
+    uring_backend *b = ub(r);
+    int erc = enable(b);
+    if (erc < 0)
+        return erc;
+    struct __kernel_timespec ts, *tsp = NULL;
+    if (timeout_ns >= 0) {
+        ts.tv_sec = timeout_ns / 1000000000;
+        ts.tv_nsec = timeout_ns % 1000000000;
+        tsp = &ts;
+    }
+    struct io_uring_cqe *cqe;
+    int rc = io_uring_submit_and_wait_timeout(&b->ring, &cqe, 1, tsp, NULL);
+    if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EBUSY && rc != -EAGAIN)
+        return rc;
+    int n = 0;
+    /* Mark each CQE seen before handling it: a handler may submit, and a
+     * submission may post new completions. Bounded per call so one busy
+     * turn cannot starve timers. */
+    while (n < CQ_ENTRIES && io_uring_peek_cqe(&b->ring, &cqe) == 0) {
+        uint64_t ud = cqe->user_data;
+        int32_t res = cqe->res;
+        uint32_t cflags = cqe->flags;
+        io_uring_cqe_seen(&b->ring, cqe);
+        n++;
+        if (ud & 2) {
+            uint32_t flags = (cflags & IORING_CQE_F_MORE) ? TW__OP_MORE : 0;
+            if (cflags & IORING_CQE_F_BUFFER)
+                flags |= TW__OP_BUFFER | (cflags & 0xffff0000u);
+            tw__op *op = (tw__op *)(uintptr_t)(ud & ~(uint64_t)3);
+            op->cb(r, op, res, flags);
+        } else if (ud) {
+            poll_done(r, ud, res);
+        }
+    }
+    return n;
+}
+
+const tw__backend_ops tw__backend_uring = {
+    .name = "uring",
+    .completions = 1,
+    .init = ur_init,
+    .fini = ur_fini,
+    .watch = ur_watch,
+    .unwatch = ur_unwatch,
+    .wait = ur_wait,
+};

@@ -9,6 +9,7 @@
  *     tcp6:8080:interface=\:\:1       unix:/run/app.sock:mode=660:lockfile=1
  *     tcp:host=127.0.0.1:port=80:timeout=5:bindAddress=127.0.0.1
  *     tcp:localhost:80                unix:path=/run/app.sock:timeout=2
+ *     tcp:host=example.com:port=443:attemptDelay=0.1
  *
  * Grammar (exactly Twisted's): fields are separated by ':'; a field is a
  * positional argument, or key=value (only the first '=' splits; the value
@@ -23,6 +24,10 @@
  * ("tcp:8080:interface=::1", "tcp:host=::1:port=80"). Such strings are
  * errors in Twisted, so no string Twisted accepts with a meaning is read
  * differently.
+ *
+ * One extension: tcp and tcp6 servers take reusePort=1 (SO_REUSEPORT), so
+ * several processes or reactors can share a port and the kernel spreads
+ * connections among them (what `twirl --workers N` does).
  *
  * Types are looked up in a registry that other modules extend
  * (tw_endpoint_register_server_type): tcp, tcp6 and unix are built in for
@@ -57,8 +62,18 @@ enum {
     TW_ENDPOINT_MAX_FIELDS = 64,
     /* Enough for every message this module writes (they quote at most 120
      * bytes of the description and of the bad value). */
-    TW_ENDPOINT_ERR_MAX = 512
+    TW_ENDPOINT_ERR_MAX = 512,
+    /* A host name's addresses tried at most, in Happy Eyeballs order; the
+     * rest of a longer answer is ignored. */
+    TW_ENDPOINT_MAX_ADDRESSES = 32
 };
+
+/* Happy Eyeballs' connection attempt delay, in seconds: RFC 8305's
+ * recommended 250 ms by default (Twisted's HostnameEndpoint uses 0.3), and
+ * the bounds accepted (RFC 8305 §8: never below 10 ms). */
+#define TW_ENDPOINT_ATTEMPT_DELAY     0.25
+#define TW_ENDPOINT_ATTEMPT_DELAY_MIN 0.01
+#define TW_ENDPOINT_ATTEMPT_DELAY_MAX 60.0
 
 /* ------------------------------------------------------------ endpoints */
 
@@ -120,7 +135,14 @@ void tw_server_endpoint_free(tw_server_endpoint *ep);
 
 /* Parses a client description (Twisted's clientFromString). As for
  * servers. A host name is checked for form only; it is looked up when
- * connecting (see tw_endpoint_set_resolver). */
+ * connecting (see "Host names" below).
+ *
+ * tcp takes host, port (positional or keywords), and the keywords timeout
+ * (seconds per connection attempt, default 30), bindAddress (a numeric
+ * address to bind first) and attemptDelay (seconds between Happy Eyeballs
+ * attempts for a host name, 0.01 to 60, default 0.25). attemptDelay is
+ * HostnameEndpoint's parameter; Twisted's own "tcp" strings do not take
+ * it. */
 int tw_client_endpoint_from_string(tw_reactor *r, const char *description, tw_client_endpoint **out,
                                    char *err, size_t errlen);
 
@@ -134,9 +156,14 @@ int tw_client_endpoint_from_string(tw_reactor *r, const char *description, tw_cl
  *    connection_made returned — valid until its connection_lost;
  *  - or with the connection's failure (refused, timed out, unreachable,
  *    TW_EDNS for a name that could not be resolved, TW_ECANCELED when f's
- *    build_protocol returned NULL).
+ *    build_protocol returned NULL). For a host name whose every address
+ *    failed, the failure's message lists each address tried and its
+ *    reason ("cannot connect to 'example.com' port 80: every address
+ *    failed: [2001:db8::1]:80: timed out after 30 s; 192.0.2.1:80:
+ *    Connection refused"); its code and cause are the last failure's.
  * Cancelling it (tw_deferred_cancel) before it fired stops the name lookup
- * or the connection attempt; it then fails with TW_ECANCELED. As in Twisted,
+ * and every connection attempt; it then fails with TW_ECANCELED (the
+ * attempts' sockets are closed before tw_deferred_cancel returns). As in Twisted,
  * f's own client hooks (started_connecting, client_connection_failed,
  * client_connection_lost) are not called — the deferred reports instead —
  * while start_factory/stop_factory are. The protocols f builds have
@@ -150,8 +177,10 @@ void tw_client_endpoint_free(tw_client_endpoint *ep);
 /* The endpoints behind "tcp", "tcp6" and "unix", for code that has the
  * parts already (Twisted's TCP4ServerEndpoint, UNIXServerEndpoint...).
  * Stream server: addr is AF_INET, AF_INET6 or AF_UNIX; opts may be NULL
- * (both are copied). Client TCP: host is numeric, "localhost" or a name for
- * the resolver; opts may be NULL (copied, bind included). Client Unix:
+ * (both are copied). Client TCP: host is numeric, "localhost" (127.0.0.1)
+ * or a host name, connected to as tw_hostname_endpoint_new describes with
+ * the default attempt delay; opts may be NULL (copied, bind included; its
+ * timeout is per attempt). Client Unix:
  * check_lock (Twisted's checkPID) refuses to connect unless a live server
  * holds PATH.lock. Return 0 and store an endpoint the caller owns,
  * TW_EINVAL or TW_ENOMEM. */
@@ -159,23 +188,48 @@ int tw_stream_server_endpoint_new(tw_reactor *r, const tw_address *addr,
                                   const tw_listen_options *opts, tw_server_endpoint **out);
 int tw_tcp_client_endpoint_new(tw_reactor *r, const char *host, uint16_t port,
                                const tw_connect_options *opts, tw_client_endpoint **out);
+
+/* Twisted's HostnameEndpoint. A numeric host (or "localhost") is connected
+ * to directly. A host name is resolved for both families at once (see
+ * "Host names" below); its addresses are reordered so the families
+ * alternate, IPv6 first (RFC 8305 §4), and only those of bindAddress's
+ * family are kept when opts->bind is set; then Happy Eyeballs (RFC 8305):
+ * one connection attempt starts, and the next starts when attempt_delay
+ * seconds pass or the latest attempt fails, whichever comes first, until
+ * one connects. That one wins: only it gets a protocol from f; the other
+ * attempts are cancelled, and one that connects too late is closed without
+ * a protocol ever being built. opts->timeout limits each attempt.
+ * attempt_delay 0 means TW_ENDPOINT_ATTEMPT_DELAY; otherwise it must lie
+ * within [TW_ENDPOINT_ATTEMPT_DELAY_MIN, TW_ENDPOINT_ATTEMPT_DELAY_MAX].
+ * Returns 0 and stores an endpoint the caller owns, TW_EINVAL or
+ * TW_ENOMEM. Set the per-attempt debug log (domain "endpoint") to watch
+ * the attempts start, fail and get cancelled. */
+int tw_hostname_endpoint_new(tw_reactor *r, const char *host, uint16_t port,
+                             const tw_connect_options *opts, double attempt_delay,
+                             tw_client_endpoint **out);
 int tw_unix_client_endpoint_new(tw_reactor *r, const char *path, const tw_connect_options *opts,
                                 bool check_lock, tw_client_endpoint **out);
 
-/* ------------------------------------------------------------ name lookup */
+/* ------------------------------------------------------------ host names */
 
-/* Where host-name resolution plugs in. The resolver module installs one;
- * until then client endpoints connect to numeric addresses and "localhost"
- * (127.0.0.1) only, and any other name fails with TW_EDNS.
+/* How client endpoints look names up. By default with the reactor's
+ * resolver (twirl/resolver.h: tw_resolve for both families, which reads
+ * /etc/hosts and resolv.conf; tw_resolver_configure changes its servers).
+ * A lookup failure fails the connect with TW_EDNS, its cause the lookup's
+ * failure (TW_EDNS, TW_ETIMEDOUT...).
  *
- * resolve(r, host, port, arg) returns a deferred (its reference is taken)
- * that fires with a malloc'd tw_address (value.ptr, value.free = free) for
- * host and port, or fails (domain twirl, code TW_EDNS, or another code); it
- * must honour tw_deferred_cancel. NULL return means out of memory. */
+ * A hook replaces that, for every reactor (tests, a custom name service):
+ * resolve(r, host, port, arg) returns a deferred (its reference is taken:
+ * the hook's producer keeps its own while the lookup runs) that fires with
+ * a tw_address_list (twirl/resolver.h; value.free must be
+ * tw_address_list_free) holding IPv4 and/or IPv6 addresses — ports and
+ * order do not matter: the endpoint sets the port and orders them — or
+ * fails (domain twirl, code TW_EDNS, or another code). It must honour
+ * tw_deferred_cancel. NULL return means out of memory. */
 typedef tw_deferred *(*tw_endpoint_resolve_fn)(tw_reactor *r, const char *host, uint16_t port,
                                                void *arg);
-/* Installs (fn NULL: removes) the resolver for every reactor. Thread-safe;
- * attempts already resolving keep the one they started with. */
+/* Installs the hook (fn NULL: back to the reactor's resolver). Thread-safe;
+ * connects already resolving keep the lookup they started. */
 void tw_endpoint_set_resolver(tw_endpoint_resolve_fn fn, void *arg);
 
 /* ------------------------------------------------------------ the parser */

@@ -115,21 +115,28 @@ static int get_timeout(tw_endpoint_args *a, double *timeout, char *err, size_t e
     return 0;
 }
 
-static int get_lockfile(tw_endpoint_args *a, bool dflt, bool *on, char *err, size_t errlen,
-                        int position)
+/* A 0/1 flag (any other whole number counts as 1, as Twisted's int()). */
+static int get_flag(tw_endpoint_args *a, const char *name, bool dflt, bool *on, char *err,
+                    size_t errlen, int position)
 {
     const char *v;
-    int rc = tw_endpoint_param(a, "lockfile", position, &v, err, errlen);
+    int rc = tw_endpoint_param(a, name, position, &v, err, errlen);
     if (rc < 0)
         return rc;
     *on = dflt;
     unsigned long n;
     if (rc == 1) {
         if (!parse_uint(v, 0, 4294967295ul, &n))
-            return bad(a, err, errlen, "lockfile", v, "0 or 1");
+            return bad(a, err, errlen, name, v, "0 or 1");
         *on = n != 0;
     }
     return 0;
+}
+
+static int get_lockfile(tw_endpoint_args *a, bool dflt, bool *on, char *err, size_t errlen,
+                        int position)
+{
+    return get_flag(a, "lockfile", dflt, on, err, errlen, position);
 }
 
 /* A host name's form (RFC 1123 labels; '_' tolerated, as DNS has it). */
@@ -211,9 +218,11 @@ static int parse_tcp_server(tw_reactor *r, tw_endpoint_args *a, bool v6, tw_serv
     uint16_t port;
     int backlog, rc;
     const char *iface;
+    bool reuse_port;
     if ((rc = get_port(a, 0, 0, &port, err, errlen)) < 0 ||
         (rc = get_backlog(a, v6 ? 1 : 2, &backlog, err, errlen)) < 0 ||
         (rc = tw_endpoint_param(a, "interface", v6 ? 2 : 1, &iface, err, errlen)) < 0 ||
+        (rc = get_flag(a, "reusePort", false, &reuse_port, err, errlen, -1)) < 0 ||
         (rc = tw_endpoint_args_finish(a, err, errlen)) < 0)
         return rc;
     if (!iface || !*iface)
@@ -223,7 +232,7 @@ static int parse_tcp_server(tw_reactor *r, tw_endpoint_args *a, bool v6, tw_serv
         return bad(a, err, errlen, "interface", iface, "a numeric IPv4 or IPv6 address");
     if (v6 && tw_address_family(&addr) != AF_INET6)
         return bad(a, err, errlen, "interface", iface, "tcp6 needs an IPv6 address");
-    tw_listen_options o = { .backlog = backlog };
+    tw_listen_options o = { .backlog = backlog, .reuse_port = reuse_port };
     return tw_stream_server_endpoint_new(r, &addr, &o, out);
 }
 

@@ -5,10 +5,14 @@
  * Exit status: 0 after a graceful shutdown, 1 when a server cannot start
  * (e.g. its address is busy), 2 for a usage error or a bad endpoint. */
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cmd.h"
 #include "twirl/log.h"
@@ -17,7 +21,7 @@
 extern const twirl_cmd *const __start_twirl_cmds[];
 extern const twirl_cmd *const __stop_twirl_cmds[];
 
-enum { MAX_LISTEN = 32, ERR = 512 };
+enum { MAX_LISTEN = 32, ERR = 512, MAX_WORKERS = 64 };
 
 typedef struct run_state {
     twirl_ctx ctx;
@@ -98,6 +102,7 @@ static const twirl_option common_options[] = {
     { "log-level", "LEVEL", "debug, info, warn, error or off (default info)" },
     { "log-format", "FORMAT", "text or json (default text)" },
     { "shutdown-timeout", "SECONDS", "how long to wait for connections at shutdown (default 10)" },
+    { "workers", "N", "serve from N processes sharing each tcp port (SO_REUSEPORT); default 1" },
     { "help", NULL, "show this help" },
     { NULL, NULL, NULL },
 };
@@ -199,6 +204,108 @@ static void before_shutdown(tw_reactor *r, void *arg)
     drain_check(s);
 }
 
+/* ------------------------------------------------------------ workers */
+
+/* A tcp endpoint shared by several workers: each binds it with
+ * SO_REUSEPORT and the kernel spreads connections among them. The port must
+ * be fixed (port 0 would give each worker its own). Returns a malloc'd
+ * description, or NULL with a message. */
+static char *share_port(const char *desc, char *err, size_t errlen)
+{
+    tw_endpoint_args *a;
+    if (tw_endpoint_parse(desc, &a, err, errlen) < 0)
+        return NULL;
+    const char *type = tw_endpoint_args_type(a);
+    int tcp = strcasecmp(type, "tcp") == 0 || strcasecmp(type, "tcp6") == 0;
+    const char *port =
+        tw_endpoint_args_npositional(a) > 0 ? tw_endpoint_args_positional(a, 0) : NULL;
+    for (size_t i = 0; !port && i < tw_endpoint_args_nkeywords(a); i++) {
+        const char *k, *v;
+        tw_endpoint_args_keyword(a, i, &k, &v);
+        if (strcmp(k, "port") == 0)
+            port = v;
+    }
+    int fixed = port && strspn(port, "0") != strlen(port);
+    tw_endpoint_args_free(a);
+    if (!tcp) {
+        snprintf(err, errlen, "--workers: '%s': only tcp endpoints can be shared", desc);
+        return NULL;
+    }
+    if (!fixed) {
+        snprintf(err, errlen, "--workers: '%s': give a fixed port (each worker binds it)", desc);
+        return NULL;
+    }
+    char *out = malloc(strlen(desc) + sizeof ":reusePort=1");
+    if (out)
+        sprintf(out, "%s:reusePort=1", desc);
+    else
+        snprintf(err, errlen, "out of memory");
+    return out;
+}
+
+static volatile sig_atomic_t got_signal;
+
+static void parent_signal(int sig)
+{
+    got_signal = sig;
+}
+
+/* Forks n workers. In a worker returns -1 (go on serving); in the parent
+ * waits for them all, passes SIGINT/SIGTERM on to each, and returns the exit
+ * status: 0 when every worker stopped cleanly, 1 otherwise (a worker that
+ * fails at once — say its port is busy — brings the others down). */
+static int run_workers(int n)
+{
+    pid_t pids[MAX_WORKERS];
+    struct sigaction sa = { 0 };
+    sa.sa_handler = parent_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    for (int i = 0; i < n; i++) {
+        pids[i] = fork();
+        if (pids[i] == 0) {
+            signal(SIGINT, SIG_DFL);
+            signal(SIGTERM, SIG_DFL);
+            return -1;
+        }
+        if (pids[i] < 0) {
+            fprintf(stderr, "twirl: cannot start worker %d: %s\n", i + 1, strerror(errno));
+            for (int j = 0; j < i; j++)
+                kill(pids[j], SIGTERM);
+            n = i;
+            break;
+        }
+    }
+    tw_log(TW_LOG_INFO, "twirl", "%d workers started", n);
+    int live = n, status = 0, forwarded = 0;
+    while (live > 0) {
+        int st;
+        pid_t pid = waitpid(-1, &st, 0);
+        if (pid < 0) {
+            if (errno != EINTR)
+                break;
+            if (got_signal && !forwarded) {
+                for (int i = 0; i < n; i++)
+                    kill(pids[i], got_signal);
+                forwarded = 1;
+            }
+            continue;
+        }
+        live--;
+        if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+            status = 1;
+            if (!forwarded) {
+                for (int i = 0; i < n; i++)
+                    if (pids[i] != pid)
+                        kill(pids[i], SIGTERM);
+                forwarded = 1;
+            }
+        }
+    }
+    return status;
+}
+
 /* ------------------------------------------------------------ main */
 
 static int usage_error(const char *msg)
@@ -227,6 +334,7 @@ int main(int argc, char **argv)
     }
 
     run_state s = { .shutdown_timeout = 10.0 };
+    int workers = 1;
     s.ctx.cmd = cmd;
     tw_reactor_options ropts = { .signals = TW_SIGNALS_ON };
     tw_log_level level = TW_LOG_INFO;
@@ -295,6 +403,11 @@ int main(int argc, char **argv)
         } else if (strcmp(o->name, "shutdown-timeout") == 0) {
             if (twirl_parse_double(o->name, value, &s.shutdown_timeout, err, sizeof err) < 0)
                 return usage_error(err);
+        } else if (strcmp(o->name, "workers") == 0) {
+            long n;
+            if (twirl_parse_int(o->name, value, 1, MAX_WORKERS, &n, err, sizeof err) < 0)
+                return usage_error(err);
+            workers = (int)n;
         }
     }
     if (s.nlisten == 0) {
@@ -306,6 +419,22 @@ int main(int argc, char **argv)
     }
     tw_log_set_level(level);
     tw_log_set_handler(json ? log_json : log_text, NULL);
+
+    char *shared[MAX_LISTEN] = { 0 };
+    if (workers > 1) {
+        for (size_t i = 0; i < s.nlisten; i++) {
+            if ((shared[i] = share_port(s.listen[i], err, sizeof err)) == NULL)
+                return usage_error(err);
+            s.listen[i] = shared[i];
+        }
+        int status = run_workers(workers);
+        if (status >= 0) {
+            for (size_t i = 0; i < s.nlisten; i++)
+                free(shared[i]);
+            return status;
+        }
+        /* in a worker: go on and serve (the descriptions stay in use) */
+    }
 
     int rc = tw_reactor_new(&ropts, &s.ctx.reactor);
     if (rc < 0) {
@@ -350,5 +479,7 @@ int main(int argc, char **argv)
     tw_reactor_free(r);
     if (cmd->stop && factory)
         cmd->stop(&s.ctx);
+    for (size_t i = 0; i < s.nlisten; i++)
+        free(shared[i]);
     return status;
 }

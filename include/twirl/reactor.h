@@ -56,7 +56,8 @@ int tw_reactor_new(const tw_reactor_options *opts, tw_reactor **out);
  * are run first (so their arguments are not leaked); then the layers above
  * let go of what is attached: listening ports are closed, connection
  * attempts fail, and open connections are aborted — their protocols get
- * connection_lost (reason: aborted) and destroy, so nothing leaks. Finally
+ * connection_lost (reason: aborted) and destroy, so nothing leaks; child
+ * processes still running are killed and reaped, with their hooks. Finally
  * timers, watchers and triggers are dropped without being called. Handles
  * into the reactor (timers, watchers, ports) must not be used afterwards.
  * NULL is a no-op. */

@@ -16,8 +16,10 @@
 
 #include "twirl/address.h"
 #include "twirl/endpoint.h"
+#include "twirl/process.h"
 #include "twirl/protocol.h"
 #include "twirl/resolver.h"
+#include "twirl/stdio.h"
 #include "twirl/tcp.h"
 #include "twirl/transport.h"
 #include "twirl/udp.h"

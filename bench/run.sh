@@ -29,16 +29,24 @@ for bin in "$build"/bench_*; do
         echo
     } >>"$report" 2>&1 || echo "$name failed (see $report)"
 done
+# Protocol benchmarks with their own scripts (bench/net/*.sh print a
+# markdown section each, pin their processes, and stop what they start).
+for suite in "$top"/bench/net/*.sh; do
+    [ -f "$suite" ] || continue
+    echo "== $(basename "$suite")"
+    bash "$suite" "$build" >>"$report" 2>"$out/$(basename "$suite" .sh).log" ||
+        echo "$(basename "$suite") failed (see $out/$(basename "$suite" .sh).log)" | tee -a "$report"
+done
 # Network benchmarks: twirl beside the reference servers, server on CPU 0
 # and load on CPU 1, REPS runs each (medians). BENCH_ONLY picks phases.
 echo "== network comparison (about 10 minutes)"
 {
     echo "## Network: twirl beside raw epoll, libuv, libevent, Twisted, nginx, h2o"
     echo
-    echo "Command: \`TWIRL_BUILD=$build ONLY=\"${BENCH_ONLY:-echo mem}\" bench/anchors/compare.sh\`"
+    echo "Command: \`TWIRL_BUILD=$build ONLY=\"${BENCH_ONLY:-echo http static mem}\" bench/anchors/compare.sh\`"
     echo
 } >>"$report"
-if TWIRL_BUILD="$build" ONLY="${BENCH_ONLY:-echo mem}" bash "$top/bench/anchors/compare.sh" \
+if TWIRL_BUILD="$build" ONLY="${BENCH_ONLY:-echo http static mem}" bash "$top/bench/anchors/compare.sh" \
     >"$out/compare.log" 2>&1; then
     cat "$build/anchors-results/summary.md" >>"$report"
 else

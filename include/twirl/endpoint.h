@@ -148,9 +148,9 @@ int tw_client_endpoint_from_string(tw_reactor *r, const char *description, tw_cl
 
 /* Connects with factory f (borrowed until the connection is lost or the
  * attempt failed). Returns a deferred (one reference for the caller; NULL
- * only when out of memory) that fires from the loop (or has already failed
- * on return when the attempt could not start, e.g. a name with no resolver
- * installed):
+ * only when out of memory) that fires from the loop (or has already fired
+ * on return when the outcome was known at once, e.g. a name the resolver
+ * refused without asking anyone):
  *  - with the connected protocol (value.ptr is the tw_protocol *, no
  *    destructor: the library owns protocols) right after its
  *    connection_made returned — valid until its connection_lost;

@@ -21,10 +21,12 @@
 #include "twirl/resolver.h"
 #include "twirl/stdio.h"
 #include "twirl/tcp.h"
+#include "twirl/tls.h"
 #include "twirl/transport.h"
 #include "twirl/udp.h"
 
 #include "twirl/basic.h"
+#include "twirl/policies.h"
 
 #include "twirl/http_parser.h"
 #include "twirl/http_util.h"

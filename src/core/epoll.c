@@ -91,6 +91,9 @@ static int ep_wait(tw_reactor *r, int64_t timeout_ns)
     else
         ms = (int)((timeout_ns + 999999) / 1000000); /* never wake early */
     int n = epoll_wait(b->epfd, b->events, MAX_EVENTS, ms);
+    /* Fresh time before any callback: a timer they schedule counts from
+     * now, not from before the wait. */
+    tw_reactor_update_time(r);
     if (n < 0)
         return errno == EINTR ? 0 : -errno;
     for (int i = 0; i < n; i++) {

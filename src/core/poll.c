@@ -106,6 +106,7 @@ static int pb_wait(tw_reactor *r, int64_t timeout_ns)
     else
         ms = (int)((timeout_ns + 999999) / 1000000);
     int n = poll(b->fds, b->n, ms);
+    tw_reactor_update_time(r); /* before any callback */
     if (n < 0)
         return errno == EINTR ? 0 : -errno;
     if (n == 0)

@@ -518,8 +518,8 @@ static int64_t turn_timeout(tw_reactor *r, int64_t timeout_ns)
 
 static int turn(tw_reactor *r, int64_t timeout_ns)
 {
+    /* The backend reads the clock as soon as it stops waiting. */
     int n = r->backend->wait(r, turn_timeout(r, timeout_ns));
-    tw_reactor_update_time(r);
     run_tasks(r);
     if (r->fed_head) {
         run_fed(r);

@@ -34,9 +34,9 @@ enum {
     BUF_BYTES = 16 * 1024 /* one receive's worth */
 };
 
-/* A poll registration: the CQE names the slot and its generation, never
- * the io itself, so an owner may free an io as soon as it stopped it even
- * though the cancelled poll's completion is still to come. */
+/* A poll registration: the CQE names the slot and the generation of the
+ * arming, never the io itself, so an owner may free an io as soon as it
+ * stopped it even though the cancelled poll's completion is still to come. */
 typedef struct poll_slot {
     tw__io *io; /* NULL when free */
     uint32_t gen;
@@ -224,11 +224,15 @@ static int enable(uring_backend *b)
     return 0;
 }
 
+/* Submits and runs the ring's task work, so cancellations take effect now:
+ * a cancelled request holds a reference to its file until then, and an fd
+ * closed before that would stay open in the kernel (a listening socket
+ * would even queue connections it will never accept). */
 int tw__uring_submit_now(tw_reactor *r)
 {
     uring_backend *b = ub(r);
     int rc = enable(b);
-    return rc < 0 ? rc : io_uring_submit(&b->ring);
+    return rc < 0 ? rc : io_uring_submit_and_get_events(&b->ring);
 }
 
 /* ------------------------------------------------------------ readiness */
@@ -266,7 +270,8 @@ static void slot_give(uring_backend *b, tw__io *io)
 {
     int i = io->poll_index;
     b->slots[i].io = NULL;
-    b->slots[i].gen++;
+    if (++b->slots[i].gen == 0)
+        b->slots[i].gen = 1;
     b->slots[i].next_free = b->free_slot;
     b->free_slot = i;
     io->poll_index = -1;
@@ -277,8 +282,14 @@ static unsigned poll_mask(unsigned mask)
     return (mask & TW_READABLE ? POLLIN | POLLRDHUP : 0u) | (mask & TW_WRITABLE ? POLLOUT : 0u);
 }
 
+/* Every arming gets a fresh generation: a completion of an earlier arming
+ * (removed, or fired and not yet seen) can never pass for the current one,
+ * so at most one poll per registration is ever live. */
 static void arm(tw_reactor *r, tw__io *io, unsigned mask)
 {
+    poll_slot *slot = &ub(r)->slots[io->poll_index];
+    if (++slot->gen == 0)
+        slot->gen = 1; /* user_data 0 means "nothing" */
     struct io_uring_sqe *sqe = tw__uring_sqe(r);
     io_uring_prep_poll_add(sqe, io->fd, poll_mask(mask));
     io_uring_sqe_set_data64(sqe, poll_tag(ub(r), io));
@@ -302,20 +313,28 @@ static int ur_watch(tw_reactor *r, tw__io *io, unsigned mask)
     }
     if (io->poll_index < 0 && slot_take(b, io) < 0)
         return TW_ENOMEM;
-    if (!io->registered) {
-        arm(r, io, mask);
-        return 0;
+    if (io->registered) {
+        /* A new mask: remove the armed poll and add a fresh one, which
+         * looks at the fd's state now. (An in-place POLL_UPDATE does not
+         * always re-check readiness, and a pipe drained in between would
+         * never report writable.) The removed poll's -ECANCELED is
+         * ignored. */
+        struct io_uring_sqe *sqe = tw__uring_sqe(r);
+        io_uring_prep_poll_remove(sqe, poll_tag(b, io));
+        io_uring_sqe_set_data64(sqe, 0);
     }
-    struct io_uring_sqe *sqe = tw__uring_sqe(r);
-    io_uring_prep_poll_update(sqe, poll_tag(b, io), poll_tag(b, io), poll_mask(mask),
-                              IORING_POLL_UPDATE_EVENTS);
-    io_uring_sqe_set_data64(sqe, 0);
+    arm(r, io, mask);
     return 0;
 }
 
+/* The owner is about to close the fd, as a rule: make the removal real
+ * first (see tw__uring_submit_now). */
 static void ur_unwatch(tw_reactor *r, tw__io *io)
 {
+    int armed = io->registered;
     ur_watch(r, io, 0);
+    if (armed)
+        tw__uring_submit_now(r);
 }
 
 static void poll_done(tw_reactor *r, uint64_t ud, int32_t res)
@@ -366,6 +385,7 @@ static int ur_wait(tw_reactor *r, int64_t timeout_ns)
     }
     struct io_uring_cqe *cqe;
     int rc = io_uring_submit_and_wait_timeout(&b->ring, &cqe, 1, tsp, NULL);
+    tw_reactor_update_time(r); /* before any callback */
     if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EBUSY && rc != -EAGAIN)
         return rc;
     int n = 0;

@@ -18,6 +18,7 @@
 #include <strings.h>
 
 #include "net/endpoint_internal.h"
+#include "net/tls_internal.h"
 
 enum { QUOTE_MAX = 120, NAME_MAX_BYTES = 31, TYPES_MAX = 32 };
 
@@ -387,6 +388,9 @@ static void add_builtins(void)
         { &servers, "unix", (void (*)(void))tw__endpoint_parse_unix_server },
         { &clients, "tcp", (void (*)(void))tw__endpoint_parse_tcp_client },
         { &clients, "unix", (void (*)(void))tw__endpoint_parse_unix_client },
+        /* Referenced here, so a static link always brings TLS along. */
+        { &servers, "ssl", (void (*)(void))tw__endpoint_parse_ssl_server },
+        { &clients, "tls", (void (*)(void))tw__endpoint_parse_tls_client },
     };
     for (size_t i = 0; i < sizeof b / sizeof *b; i++) {
         registry *reg = b[i].reg;

@@ -23,6 +23,14 @@ int tw__endpoint_parse_unix_client(tw_reactor *r, tw_endpoint_args *a, tw_client
 size_t tw__server_endpoint_render(const tw_server_endpoint *ep, char *buf, size_t size);
 size_t tw__client_endpoint_render(const tw_client_endpoint *ep, char *buf, size_t size);
 
+/* endpoint_happy.c: connects to a host name (lookup, then Happy Eyeballs;
+ * see tw_hostname_endpoint_new). opts and bind are copied; host is
+ * copied. Returns the deferred of tw_endpoint_connect's contract, or NULL
+ * when out of memory. */
+tw_deferred *tw__hostname_connect(tw_reactor *r, tw_factory *f, const char *host, uint16_t port,
+                                  const tw_connect_options *opts, const tw_address *bind,
+                                  double attempt_delay);
+
 /* s made safe and short for a message (see endpoint.c); returns buf. */
 const char *tw__endpoint_quote(const char *s, char *buf, size_t size);
 

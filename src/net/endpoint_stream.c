@@ -1,7 +1,9 @@
 /* endpoint_stream.c — the built-in endpoint types: tcp, tcp6 and unix
  * servers (Twisted's TCP4ServerEndpoint, TCP6ServerEndpoint,
  * UNIXServerEndpoint), tcp and unix clients, and the connect machinery
- * that turns a connector's factory hooks into a deferred.
+ * that turns a connector's factory hooks into a deferred. A tcp client
+ * given a host name hands over to endpoint_happy.c (name lookup and Happy
+ * Eyeballs); numeric addresses and "localhost" connect here directly.
  *
  * Connecting (Twisted's _WrappingFactory): each attempt is one allocation
  * holding a wrapping factory handed to tw_connect. Its build_protocol
@@ -96,23 +98,30 @@ static int get_backlog(tw_endpoint_args *a, int position, int *backlog, char *er
     return 0;
 }
 
-static int get_timeout(tw_endpoint_args *a, double *timeout, char *err, size_t errlen)
+/* Seconds: digits and an optional fraction only (no signs, exponents,
+ * "inf"), in [min, max]. */
+static int get_seconds(tw_endpoint_args *a, const char *name, double dflt, double min, double max,
+                       const char *hint, double *out, char *err, size_t errlen)
 {
     const char *v;
-    int rc = tw_endpoint_param(a, "timeout", -1, &v, err, errlen);
+    int rc = tw_endpoint_param(a, name, -1, &v, err, errlen);
     if (rc < 0)
         return rc;
-    *timeout = 30.0;
+    *out = dflt;
     if (rc == 1) {
         char *end;
         double t = strtod(v, &end);
-        /* Digits and an optional fraction only: no signs, exponents, "inf". */
         bool plain = v[0] >= '0' && v[0] <= '9' && strspn(v, "0123456789.") == strlen(v);
-        if (!plain || *end != '\0' || !isfinite(t) || t <= 0 || t > 1e6)
-            return bad(a, err, errlen, "timeout", v, "seconds, more than 0");
-        *timeout = t;
+        if (!plain || *end != '\0' || !isfinite(t) || t < min || t <= 0 || t > max)
+            return bad(a, err, errlen, name, v, hint);
+        *out = t;
     }
     return 0;
+}
+
+static int get_timeout(tw_endpoint_args *a, double *timeout, char *err, size_t errlen)
+{
+    return get_seconds(a, "timeout", 30.0, 0, 1e6, "seconds, more than 0", timeout, err, errlen);
 }
 
 /* A 0/1 flag (any other whole number counts as 1, as Twisted's int()). */
@@ -294,20 +303,6 @@ int tw__endpoint_parse_unix_server(tw_reactor *r, tw_endpoint_args *a, tw_server
     return tw_stream_server_endpoint_new(r, &addr, &o, out);
 }
 
-/* ------------------------------------------------------------ name lookup */
-
-static pthread_mutex_t resolver_lock = PTHREAD_MUTEX_INITIALIZER;
-static tw_endpoint_resolve_fn resolver_fn;
-static void *resolver_arg;
-
-void tw_endpoint_set_resolver(tw_endpoint_resolve_fn fn, void *arg)
-{
-    pthread_mutex_lock(&resolver_lock);
-    resolver_fn = fn;
-    resolver_arg = arg;
-    pthread_mutex_unlock(&resolver_lock);
-}
-
 /* ------------------------------------------------------------ attempts */
 
 typedef struct attempt {
@@ -316,20 +311,16 @@ typedef struct attempt {
     const tw_protocol_ops *user_ops;
     tw_factory *user;
     tw_reactor *reactor;
-    tw_deferred *d;         /* our reference, until fired */
-    tw_deferred *resolving; /* the name lookup under way */
+    tw_deferred *d; /* our reference, until fired */
     tw_connector *connector;
     tw_connect_options opts;
     tw_address bind;
     bool has_bind;
     bool no_protocol; /* the user's factory refused to build one */
-    char *host;       /* for the lookup and its messages */
-    uint16_t port;
 } attempt;
 
 static void attempt_free(attempt *a)
 {
-    free(a->host);
     free(a);
 }
 
@@ -417,12 +408,7 @@ static const tw_factory_ops wrap_ops = {
 static void attempt_cancel(tw_deferred *d, void *arg)
 {
     attempt *a = arg;
-    if (a->resolving) {
-        /* Hold it: its errback (ours) drops the attempt's reference. */
-        tw_deferred *rd = tw_deferred_ref(a->resolving);
-        tw_deferred_cancel(rd);
-        tw_deferred_unref(rd);
-    } else if (a->connector) {
+    if (a->connector) {
         /* Reports through wrap_failed (which fails d) and then frees the
          * attempt from wrap_stop: a is gone after this call. */
         tw_connector_stop_connecting(a->connector);
@@ -430,7 +416,7 @@ static void attempt_cancel(tw_deferred *d, void *arg)
 }
 
 static attempt *attempt_new(tw_reactor *r, tw_factory *f, const tw_connect_options *opts,
-                            const tw_address *bind, const char *host, uint16_t port)
+                            const tw_address *bind)
 {
     attempt *a = calloc(1, sizeof *a);
     if (!a)
@@ -445,8 +431,7 @@ static attempt *attempt_new(tw_reactor *r, tw_factory *f, const tw_connect_optio
         a->bind = *bind;
         a->has_bind = true;
     }
-    a->port = port;
-    if ((host && !(a->host = strdup(host))) || !(a->d = tw_deferred_new(attempt_cancel, a))) {
+    if (!(a->d = tw_deferred_new(attempt_cancel, a))) {
         attempt_free(a);
         return NULL;
     }
@@ -472,66 +457,6 @@ static void connect_now(attempt *a, const tw_address *dest)
     }
 }
 
-static tw_result on_resolved(tw_result *in, void *arg)
-{
-    attempt *a = arg;
-    tw_deferred *rd = a->resolving;
-    a->resolving = NULL;
-    const tw_address *addr = in->value.ptr;
-    int family = addr ? tw_address_family(addr) : AF_UNSPEC;
-    if (family != AF_INET && family != AF_INET6) {
-        attempt_abandon(a, tw_failure_new(TW_DOMAIN, TW_EDNS,
-                                          "cannot resolve '%s': the resolver gave no address",
-                                          a->host));
-    } else {
-        tw_address dest = *addr;
-        dest.socktype = SOCK_STREAM;
-        connect_now(a, &dest);
-    }
-    tw_deferred_unref(rd);
-    return TW_RESULT_NONE; /* the chain frees the address */
-}
-
-static tw_result on_resolve_failed(tw_result *in, void *arg)
-{
-    attempt *a = arg;
-    tw_deferred *rd = a->resolving;
-    a->resolving = NULL;
-    tw_failure *f = tw_result_move(in).failure;
-    if (!tw_failure_is(f, TW_DOMAIN, TW_ECANCELED))
-        f = tw_failure_wrap(f, TW_DOMAIN, TW_EDNS, "cannot resolve '%s'", a->host);
-    attempt_abandon(a, f);
-    tw_deferred_unref(rd);
-    return TW_RESULT_NONE;
-}
-
-static void resolve_then_connect(attempt *a)
-{
-    pthread_mutex_lock(&resolver_lock);
-    tw_endpoint_resolve_fn fn = resolver_fn;
-    void *arg = resolver_arg;
-    pthread_mutex_unlock(&resolver_lock);
-    if (!fn) {
-        attempt_abandon(a, tw_failure_new(TW_DOMAIN, TW_EDNS,
-                                          "cannot resolve '%s': no resolver is installed "
-                                          "(numeric addresses and localhost only)",
-                                          a->host));
-        return;
-    }
-    tw_deferred *rd = fn(a->reactor, a->host, a->port, arg);
-    if (!rd) {
-        attempt_abandon(a, tw_failure_from_code(TW_ENOMEM));
-        return;
-    }
-    a->resolving = rd;
-    if (tw_deferred_add_callbacks(rd, on_resolved, on_resolve_failed, a) < 0) {
-        a->resolving = NULL;
-        tw_deferred_cancel(rd);
-        tw_deferred_unref(rd);
-        attempt_abandon(a, tw_failure_from_code(TW_ENOMEM));
-    }
-}
-
 /* ------------------------------------------------------------ tcp clients */
 
 typedef struct tcp_client {
@@ -541,24 +466,25 @@ typedef struct tcp_client {
     tw_connect_options opts;
     tw_address bind;
     bool has_bind;
+    double attempt_delay; /* Happy Eyeballs, for names */
 } tcp_client;
 
 static tw_deferred *tcp_connect(tw_client_endpoint *ep, tw_factory *f)
 {
     tcp_client *t = (tcp_client *)ep;
-    attempt *a =
-        attempt_new(ep->reactor, f, &t->opts, t->has_bind ? &t->bind : NULL, t->host, t->port);
+    const tw_address *bind = t->has_bind ? &t->bind : NULL;
+    const char *host = strcmp(t->host, "localhost") == 0 ? "127.0.0.1" : t->host;
+    tw_address dest;
+    if (tw_address_from_ip(&dest, host, t->port, SOCK_STREAM) < 0)
+        return tw__hostname_connect(ep->reactor, f, t->host, t->port, &t->opts, bind,
+                                    t->attempt_delay);
+    attempt *a = attempt_new(ep->reactor, f, &t->opts, bind);
     if (!a)
         return NULL;
     /* The caller's reference, taken first: the attempt may end (and drop
      * its own) before this returns. */
     tw_deferred *d = tw_deferred_ref(a->d);
-    const char *host = strcmp(t->host, "localhost") == 0 ? "127.0.0.1" : t->host;
-    tw_address dest;
-    if (tw_address_from_ip(&dest, host, t->port, SOCK_STREAM) == 0)
-        connect_now(a, &dest);
-    else
-        resolve_then_connect(a);
+    connect_now(a, &dest);
     return d;
 }
 
@@ -576,11 +502,17 @@ static bool good_host(const char *host)
     return tw_address_from_ip(&tmp, host, 0, SOCK_STREAM) == 0 || good_hostname(host);
 }
 
-int tw_tcp_client_endpoint_new(tw_reactor *r, const char *host, uint16_t port,
-                               const tw_connect_options *opts, tw_client_endpoint **out)
+int tw_hostname_endpoint_new(tw_reactor *r, const char *host, uint16_t port,
+                             const tw_connect_options *opts, double attempt_delay,
+                             tw_client_endpoint **out)
 {
     *out = NULL;
     if (!host || !good_host(host) || port == 0)
+        return TW_EINVAL;
+    if (attempt_delay == 0)
+        attempt_delay = TW_ENDPOINT_ATTEMPT_DELAY;
+    if (!isfinite(attempt_delay) || attempt_delay < TW_ENDPOINT_ATTEMPT_DELAY_MIN ||
+        attempt_delay > TW_ENDPOINT_ATTEMPT_DELAY_MAX)
         return TW_EINVAL;
     tcp_client *t = calloc(1, sizeof *t);
     if (!t)
@@ -592,6 +524,7 @@ int tw_tcp_client_endpoint_new(tw_reactor *r, const char *host, uint16_t port,
     t->base.ops = &tcp_client_ops;
     t->base.reactor = r;
     t->port = port;
+    t->attempt_delay = attempt_delay;
     if (opts) {
         t->opts = *opts;
         if (opts->bind) {
@@ -602,6 +535,12 @@ int tw_tcp_client_endpoint_new(tw_reactor *r, const char *host, uint16_t port,
     t->opts.bind = NULL; /* the attempt points it at its own copy */
     *out = &t->base;
     return 0;
+}
+
+int tw_tcp_client_endpoint_new(tw_reactor *r, const char *host, uint16_t port,
+                               const tw_connect_options *opts, tw_client_endpoint **out)
+{
+    return tw_hostname_endpoint_new(r, host, port, opts, TW_ENDPOINT_ATTEMPT_DELAY, out);
 }
 
 /* Twisted's _parseClientTCP: two positional fields are host and port; one
@@ -618,7 +557,7 @@ int tw__endpoint_parse_tcp_client(tw_reactor *r, tw_endpoint_args *a, tw_client_
     }
     const char *host, *bind_s;
     uint16_t port;
-    double timeout;
+    double timeout, attempt_delay;
     int rc;
     bool host_positional = !host_kw || tw_endpoint_args_npositional(a) >= 2;
     if ((rc = tw_endpoint_param(a, "host", host_positional ? 0 : -1, &host, err, errlen)) < 0)
@@ -628,6 +567,9 @@ int tw__endpoint_parse_tcp_client(tw_reactor *r, tw_endpoint_args *a, tw_client_
     if ((rc = get_port(a, host_positional ? 1 : 0, 1, &port, err, errlen)) < 0 ||
         (rc = get_timeout(a, &timeout, err, errlen)) < 0 ||
         (rc = tw_endpoint_param(a, "bindAddress", -1, &bind_s, err, errlen)) < 0 ||
+        (rc = get_seconds(a, "attemptDelay", TW_ENDPOINT_ATTEMPT_DELAY,
+                          TW_ENDPOINT_ATTEMPT_DELAY_MIN, TW_ENDPOINT_ATTEMPT_DELAY_MAX,
+                          "seconds, 0.01 to 60", &attempt_delay, err, errlen)) < 0 ||
         (rc = tw_endpoint_args_finish(a, err, errlen)) < 0)
         return rc;
     if (!good_host(host))
@@ -639,7 +581,7 @@ int tw__endpoint_parse_tcp_client(tw_reactor *r, tw_endpoint_args *a, tw_client_
             return bad(a, err, errlen, "bindAddress", bind_s, "a numeric IPv4 or IPv6 address");
         o.bind = &bind;
     }
-    return tw_tcp_client_endpoint_new(r, host, port, &o, out);
+    return tw_hostname_endpoint_new(r, host, port, &o, attempt_delay, out);
 }
 
 /* ------------------------------------------------------------ unix clients */
@@ -668,7 +610,7 @@ static int lock_held(const tw_address *addr)
 static tw_deferred *unix_connect(tw_client_endpoint *ep, tw_factory *f)
 {
     unix_client *u = (unix_client *)ep;
-    attempt *a = attempt_new(ep->reactor, f, &u->opts, NULL, NULL, 0);
+    attempt *a = attempt_new(ep->reactor, f, &u->opts, NULL);
     if (!a)
         return NULL;
     tw_deferred *d = tw_deferred_ref(a->d);
@@ -761,6 +703,9 @@ size_t tw__client_endpoint_render(const tw_client_endpoint *ep, char *buf, size_
     char b[TW_ADDRESS_TEXT_MAX] = "";
     if (t->has_bind)
         tw_address_host(&t->bind, b, sizeof b);
-    return (size_t)snprintf(buf, size, "connect host=%s port=%u timeout=%g%s%s", t->host, t->port,
-                            t->opts.timeout, t->has_bind ? " bind=" : "", b);
+    char delay[48] = "";
+    if (t->attempt_delay != TW_ENDPOINT_ATTEMPT_DELAY)
+        snprintf(delay, sizeof delay, " attemptDelay=%g", t->attempt_delay);
+    return (size_t)snprintf(buf, size, "connect host=%s port=%u timeout=%g%s%s%s", t->host, t->port,
+                            t->opts.timeout, t->has_bind ? " bind=" : "", b, delay);
 }

@@ -288,6 +288,15 @@ static int after_queue(tw__conn *c)
     return 0;
 }
 
+/* The kernel took a whole write at once: a pull producer gets its next turn
+ * from the loop (Twisted resumes it whenever the buffer is empty), not
+ * only after a queue drains. */
+static void pull_again(tw__conn *c)
+{
+    if (c->producer && !(c->flags & TW__CONN_PRODUCER_STREAMING))
+        tw__io_feed(c->base.reactor, &c->io, TW_WRITABLE);
+}
+
 static int write_error(tw__conn *c, int err)
 {
     tw__conn_close_now(c, -err);
@@ -307,8 +316,10 @@ static int stream_write(tw_transport *t, const void *data, size_t len)
         do
             n = send(c->io.fd, data, len, MSG_NOSIGNAL | MSG_DONTWAIT);
         while (n < 0 && errno == EINTR);
-        if (n == (ssize_t)len)
+        if (n == (ssize_t)len) {
+            pull_again(c);
             return 0;
+        }
         if (n < 0) {
             if (errno != EAGAIN)
                 return write_error(c, errno);
@@ -341,8 +352,10 @@ static int stream_writev(tw_transport *t, const struct iovec *iov, int iovcnt)
         do
             n = sendmsg(c->io.fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
         while (n < 0 && errno == EINTR);
-        if (n == (ssize_t)total)
+        if (n == (ssize_t)total) {
+            pull_again(c);
             return 0;
+        }
         if (n < 0) {
             if (errno != EAGAIN)
                 return write_error(c, errno);
@@ -382,6 +395,7 @@ static int stream_write_ref(tw_transport *t, const void *data, size_t len, tw_fr
         if (n == (ssize_t)len) {
             if (release)
                 release(arg);
+            pull_again(c);
             return 0;
         }
         if (n < 0) {
@@ -543,8 +557,11 @@ static void conn_ready(tw_reactor *r, tw__io *io, unsigned events)
     tw__conn *c = (tw__conn *)((char *)io - offsetof(tw__conn, io));
     if (c->base.state == TW_TRANSPORT_CLOSED)
         return;
-    if ((events & TW_WRITABLE) && c->wq_head) {
-        flush(c);
+    if (events & TW_WRITABLE) {
+        if (c->wq_head)
+            flush(c);
+        else if (c->producer && !(c->flags & TW__CONN_PRODUCER_STREAMING))
+            tw__conn_sent(c); /* a pull producer's turn (fed by a write) */
         if (c->base.state == TW_TRANSPORT_CLOSED)
             return;
     }

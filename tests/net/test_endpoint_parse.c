@@ -472,15 +472,16 @@ static int parse_fake_client(tw_reactor *r, tw_endpoint_args *a, tw_client_endpo
 
 static void registry_adds_types(void **state)
 {
-    assert_int_equal(tw_endpoint_register_server_type("ssl", parse_fake_ssl), 0);
+    assert_int_equal(tw_endpoint_register_server_type("fakessl", parse_fake_ssl), 0);
     tw_server_endpoint *ep;
     char err[TW_ENDPOINT_ERR_MAX];
-    assert_int_equal(tw_server_endpoint_from_string(NULL, "SSL:443:privateKey=k.pem:interface=::1",
-                                                    &ep, err, sizeof err),
+    assert_int_equal(tw_server_endpoint_from_string(
+                         NULL, "FAKESSL:443:privateKey=k.pem:interface=::1", &ep, err, sizeof err),
                      0);
-    assert_string_equal(((fake_server *)ep)->seen,
-                        "SSL SSL:443:privateKey=k.pem:interface=::1 port=443 key=k.pem cert=- "
-                        "iface=::1");
+    assert_string_equal(
+        ((fake_server *)ep)->seen,
+        "FAKESSL FAKESSL:443:privateKey=k.pem:interface=::1 port=443 key=k.pem cert=- "
+        "iface=::1");
     tw_port *port = (tw_port *)1;
     assert_int_equal(tw_endpoint_listen_err(ep, NULL, &port, err, sizeof err), -EPERM);
     assert_null(port);
@@ -488,19 +489,19 @@ static void registry_adds_types(void **state)
     tw_server_endpoint_free(ep);
     assert_int_equal(fake_frees, 1);
     assert_int_equal(
-        tw_server_endpoint_from_string(NULL, "ssl:443:a.pem:c.pem", &ep, err, sizeof err), 0);
+        tw_server_endpoint_from_string(NULL, "fakessl:443:a.pem:c.pem", &ep, err, sizeof err), 0);
     assert_string_equal(((fake_server *)ep)->seen,
-                        "ssl ssl:443:a.pem:c.pem port=443 key=a.pem cert=c.pem iface=-");
+                        "fakessl fakessl:443:a.pem:c.pem port=443 key=a.pem cert=c.pem iface=-");
     tw_server_endpoint_free(ep);
-    assert_string_equal(server("ssl:443:a:b:c"),
-                        "ERROR ssl:443:a:b:c: unexpected argument 'c' for ssl");
-    assert_string_equal(server("ssl:privateKey=x"), "ERROR ssl:privateKey=x: missing port");
-    assert_string_equal(server("ssl:1:k:privateKey=x"),
-                        "ERROR ssl:1:k:privateKey=x: privateKey given twice ('k' and "
+    assert_string_equal(server("fakessl:443:a:b:c"),
+                        "ERROR fakessl:443:a:b:c: unexpected argument 'c' for fakessl");
+    assert_string_equal(server("fakessl:privateKey=x"), "ERROR fakessl:privateKey=x: missing port");
+    assert_string_equal(server("fakessl:1:k:privateKey=x"),
+                        "ERROR fakessl:1:k:privateKey=x: privateKey given twice ('k' and "
                         "privateKey=x)");
 
     /* Names: taken (any case, built-ins included), malformed, too many. */
-    assert_int_equal(tw_endpoint_register_server_type("Ssl", parse_fake_ssl), TW_EBUSY);
+    assert_int_equal(tw_endpoint_register_server_type("Fakessl", parse_fake_ssl), TW_EBUSY);
     assert_int_equal(tw_endpoint_register_server_type("tcp", parse_fake_ssl), TW_EBUSY);
     assert_int_equal(tw_endpoint_register_server_type("a:b", parse_fake_ssl), TW_EINVAL);
     assert_int_equal(tw_endpoint_register_server_type("", parse_fake_ssl), TW_EINVAL);
@@ -510,10 +511,10 @@ static void registry_adds_types(void **state)
         tw_endpoint_register_server_type("a23456789012345678901234567890123", parse_fake_ssl),
         TW_EINVAL);
 
-    /* Clients have their own table: "ssl" is free there. */
-    assert_int_equal(tw_endpoint_register_client_type("ssl", parse_fake_client), 0);
+    /* Clients have their own table: "fakessl" is free there. */
+    assert_int_equal(tw_endpoint_register_client_type("fakessl", parse_fake_client), 0);
     assert_int_equal(tw_endpoint_register_client_type("unix", parse_fake_client), TW_EBUSY);
-    assert_string_equal(client("ssl:x"), "ERROR ssl:x: not today");
+    assert_string_equal(client("fakessl:x"), "ERROR fakessl:x: not today");
     assert_int_equal(fake_client_made, 1);
 
     int added = 0, rc = 0;
@@ -524,7 +525,7 @@ static void registry_adds_types(void **state)
             added++;
     }
     assert_int_equal(rc, TW_ELIMIT);
-    assert_int_equal(added, 32 - 4); /* tcp, tcp6, unix, ssl */
+    assert_int_equal(added, 32 - 5); /* tcp, tcp6, unix, ssl (built in), fakessl */
 }
 
 int main(void)

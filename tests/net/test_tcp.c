@@ -626,6 +626,66 @@ static void streaming_producer_backpressure(void **state)
     tw_reactor_free(r);
 }
 
+/* A pull producer is asked for more each time the transport's buffer is
+ * empty — also when the kernel took every write at once (Twisted). */
+typedef struct puller {
+    tw_producer base;
+    tw_transport *t;
+    int resumes, stopped;
+} puller;
+
+static void pull_resume(tw_producer *pr)
+{
+    puller *p = (puller *)pr;
+    if (!p->t)
+        return;
+    p->resumes++;
+    char line[16];
+    int n = snprintf(line, sizeof line, "chunk %03d\n", p->resumes);
+    tw_transport_write(p->t, line, (size_t)n);
+    if (p->resumes == 100) {
+        tw_transport_unregister_producer(p->t);
+        tw_transport_lose_connection(p->t);
+        p->t = NULL;
+    }
+}
+
+static void pull_stop(tw_producer *pr)
+{
+    ((puller *)pr)->stopped++;
+}
+
+static const tw_producer_ops pull_ops = { NULL, pull_resume, pull_stop };
+static puller g_puller;
+
+static void puller_made(tw_protocol *p)
+{
+    g_puller = (puller){ { &pull_ops }, p->transport, 0, 0 };
+    assert_int_equal(tw_transport_register_producer(p->transport, &g_puller.base, false), 0);
+}
+
+static const tw_protocol_ops puller_ops = {
+    .size = sizeof(peer),
+    .connection_made = puller_made,
+};
+
+static void pull_producer_keeps_being_asked(void **state)
+{
+    tw_reactor *r = tt_reactor();
+    stats cs = { 0 };
+    tw_factory server = TW_FACTORY_INIT(&puller_ops, NULL);
+    tw_factory client = TW_FACTORY_INIT(&recorder_ops, &cs);
+    tw_port *port;
+    assert_int_equal(tw_listen_tcp(r, "127.0.0.1", 0, NULL, &server, &port), 0);
+    assert_int_equal(tw_connect_tcp(r, "127.0.0.1", port_of(port), NULL, &client, NULL), 0);
+    want w = { &cs, 1000, 1 };
+    assert_true(tt_run_until(r, got, &w, 10));
+    assert_int_equal(g_puller.resumes, 100);
+    assert_int_equal(cs.received, 1000);
+    tw_port_stop_listening(port);
+    tw_reactor_free(r);
+}
+
 /* A client that never reads cannot make the server buffer without bound. */
 static int g_limit_rc;
 static void flood_made(tw_protocol *p)
@@ -1055,6 +1115,7 @@ int main(void)
         cmocka_unit_test(pause_and_resume_reading),
         cmocka_unit_test(streaming_producer_backpressure),
         cmocka_unit_test(write_limit_aborts),
+        cmocka_unit_test(pull_producer_keeps_being_asked),
         cmocka_unit_test(factory_start_stop_once_and_refusal),
         cmocka_unit_test(connection_refused),
         cmocka_unit_test(client_hooks_in_order),

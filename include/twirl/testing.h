@@ -35,9 +35,7 @@
  * connection is lost (tw_test_conn_lose / tw_string_transport_end), as with
  * Twisted's StringTransport; the pump delivers it on a later pump round.
  *
- * Not thread-safe: use each object on one thread. The memory reactor of
- * Twisted (recording listenTCP/connectTCP calls) has no equivalent yet:
- * twirl's listen/connect are plain functions with no injection point. */
+ * Not thread-safe: use each object on one thread. */
 #ifndef TWIRL_TESTING_H
 #define TWIRL_TESTING_H
 
@@ -48,6 +46,7 @@
 #include "twirl/log.h"
 #include "twirl/protocol.h"
 #include "twirl/reactor.h"
+#include "twirl/tcp.h"
 #include "twirl/transport.h"
 
 #ifdef __cplusplus
@@ -369,6 +368,50 @@ bool tw_test_log_contains(const tw_test_log *l, const char *domain, const char *
 const char *tw_test_log_message(const tw_test_log *l, size_t n);
 void tw_test_log_clear(tw_test_log *l);
 void tw_test_log_release(tw_test_log *l);
+
+/* ------------------------------------------------------------ memory reactor */
+
+/* Twisted's MemoryReactor: once installed on a reactor, tw_listen and
+ * tw_connect (and the tcp:/unix: endpoints built on them) record what was
+ * asked and open nothing. A recorded port is a real tw_port that never
+ * accepts (tw_port_address is the address asked for; stop it as usual). A
+ * recorded connector has had started_connecting and stays connecting until
+ * the test fails it (tw_test_memory_fail) or stops it; to "connect" it, build
+ * the protocol from its factory and attach a string transport
+ * (tw_test_conn_new), as Twisted's tests do. */
+typedef struct tw_test_memory tw_test_memory;
+
+typedef struct tw_test_listen {
+    tw_address address;
+    tw_listen_options options;
+    tw_factory *factory;
+    tw_port *port; /* borrowed; valid until stopped */
+} tw_test_listen;
+
+typedef struct tw_test_connect {
+    tw_address address;
+    tw_connect_options options; /* .bind points into bind below */
+    tw_address bind;
+    tw_factory *factory;
+    tw_connector *connector; /* borrowed; valid until it fails or is stopped */
+} tw_test_connect;
+
+/* Installs the recorder on r (its listen/connect stop touching the network).
+ * Returns NULL when out of memory. Free it before the reactor. */
+tw_test_memory *tw_test_memory_install(tw_reactor *r);
+/* Uninstalls and frees (recorded ports and connectors are not touched). */
+void tw_test_memory_free(tw_test_memory *m);
+
+size_t tw_test_memory_listens(const tw_test_memory *m);
+const tw_test_listen *tw_test_memory_listen(const tw_test_memory *m, size_t i);
+size_t tw_test_memory_connects(const tw_test_memory *m);
+const tw_test_connect *tw_test_memory_connect(const tw_test_memory *m, size_t i);
+
+/* Fails the i-th recorded connection attempt with code (e.g.
+ * -ECONNREFUSED): the factory's client_connection_failed runs now, then its
+ * stop_factory if no other user remains. Returns 0 or TW_EINVAL (no such
+ * attempt, or no longer connecting). */
+int tw_test_memory_fail(tw_test_memory *m, size_t i, int code);
 
 #ifdef __cplusplus
 }

@@ -88,6 +88,24 @@ void tw__uring_conn_close(tw__conn *c);
 /* Remembers the peer (AF_INET/AF_INET6 only). */
 void tw__conn_set_peer(tw__conn *c, const tw_address *peer);
 
+/* Intercepts tw_listen and tw_connect on one reactor (the testing layer's
+ * memory reactor): instead of opening sockets, the request is handed here
+ * with the port or connector already made; the port never accepts and the
+ * connector stays "connecting" until stopped. */
+typedef struct tw__net_intercept {
+    void (*listen)(void *arg, tw_port *port, const tw_listen_options *opts);
+    void (*connect)(void *arg, tw_connector *c, const tw_connect_options *opts);
+    void *arg;
+} tw__net_intercept;
+
+/* The factory of a connector, and a way to fail one that is connecting
+ * (TW_EINVAL otherwise). */
+tw_factory *tw__connector_factory(const tw_connector *c);
+int tw__connector_fail(tw_connector *c, int code);
+
+/* Installs (ic NULL: removes) the intercept; ic is borrowed until removed. */
+int tw__net_set_intercept(tw_reactor *r, const tw__net_intercept *ic);
+
 /* Per-reactor state of the net layer (slot TW__SLOT_NET). */
 typedef struct tw__net {
     size_t conns;
@@ -99,6 +117,7 @@ typedef struct tw__net {
     int dying;                   /* the reactor is being freed */
     struct tw__wbuf *wbuf_cache; /* free small write chunks */
     struct tw__conn *zombies;    /* torn down, operations still in the kernel */
+    const tw__net_intercept *intercept;
     int wbuf_cached;
 } tw__net;
 

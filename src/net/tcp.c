@@ -337,6 +337,20 @@ int tw_listen(tw_reactor *r, const tw_address *addr, const tw_listen_options *op
     char where[TW_ADDRESS_TEXT_MAX];
     tw_address_format(addr, where, sizeof where);
 
+    tw__net *net = tw__net_get(r);
+    if (net && net->intercept) {
+        /* A memory reactor: record, open nothing. */
+        p->addr = *addr;
+        p->addr.socktype = SOCK_STREAM;
+        tw__io_init(&p->io, -1, 0, port_ready);
+        tw_factory_do_start(f);
+        p->list_next = net->ports;
+        net->ports = p;
+        net->intercept->listen(net->intercept->arg, p, opts);
+        *out = p;
+        return 0;
+    }
+
     int rc = 0, fd = -1;
     if (family == AF_UNIX && addr->u.un.sun_path[0] != '\0') {
         if (opts->lockfile && (rc = lock_unix_path(addr->u.un.sun_path, &p->lock_fd)) < 0)
@@ -387,7 +401,6 @@ int tw_listen(tw_reactor *r, const tw_address *addr, const tw_listen_options *op
     if ((rc = tw__io_set(r, &p->io, TW_READABLE)) < 0)
         goto fail;
     tw_factory_do_start(f);
-    tw__net *net = tw__net_get(r);
     if (net) {
         p->list_next = net->ports;
         net->ports = p;
@@ -468,7 +481,8 @@ void tw_port_stop_listening(tw_port *p)
     emfile_unlink(p);
     port_unlink(tw__net_get(p->reactor), p);
     tw__io_stop(p->reactor, &p->io);
-    close(p->io.fd);
+    if (p->io.fd >= 0)
+        close(p->io.fd);
     if (p->unix_path) {
         unlink(p->unix_path);
         free(p->unix_path);
@@ -725,7 +739,40 @@ int tw_connect(tw_reactor *r, const tw_address *addr, const tw_connect_options *
     if (out)
         *out = c;
     tw_factory_do_start(f);
+    if (net->intercept) {
+        /* A memory reactor: connecting, for as long as the test likes. */
+        c->state = CONN_CONNECTING;
+        c->in_hook++;
+        if (f->ops && f->ops->started_connecting)
+            f->ops->started_connecting(f, c);
+        c->in_hook--;
+        net->intercept->connect(net->intercept->arg, c, opts);
+        return 0;
+    }
     return start_attempt(c);
+}
+
+tw_factory *tw__connector_factory(const tw_connector *c)
+{
+    return c->factory;
+}
+
+int tw__connector_fail(tw_connector *c, int code)
+{
+    if (c->state != CONN_CONNECTING)
+        return TW_EINVAL;
+    tw__task_cancel(c->reactor, &c->task);
+    connect_failed(c, code);
+    return 0;
+}
+
+int tw__net_set_intercept(tw_reactor *r, const tw__net_intercept *ic)
+{
+    tw__net *net = tw__net_get(r);
+    if (!net)
+        return TW_ENOMEM;
+    net->intercept = ic;
+    return 0;
 }
 
 int tw_connect_tcp(tw_reactor *r, const char *host, uint16_t port, const tw_connect_options *opts,

@@ -98,10 +98,12 @@ static void usage_errors_exit_2(void **state)
     }
 }
 
-static void echo_and_graceful_shutdown(void **state)
+static void echo_on(const char *reactor)
 {
     tt_child c;
-    start_twirl(&c, "echo --listen tcp:0:interface=127.0.0.1 --reactor poll");
+    char args[128];
+    snprintf(args, sizeof args, "echo --listen tcp:0:interface=127.0.0.1 --reactor %s", reactor);
+    start_twirl(&c, args);
     uint16_t port = listening_port(&c);
     int fd = tt_connect_loopback(port);
     assert_true(fd >= 0);
@@ -119,6 +121,13 @@ static void echo_and_graceful_shutdown(void **state)
     assert_int_equal(tt_recv_upto(fd, buf, sizeof buf, 2, &eof), 0);
     assert_true(eof);
     close(fd);
+}
+
+static void echo_and_graceful_shutdown(void **state)
+{
+    echo_on("poll");
+    echo_on("epoll");
+    echo_on("uring");
 }
 
 static void busy_port_exits_1_naming_it(void **state)

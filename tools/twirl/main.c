@@ -98,7 +98,7 @@ static void usage_top(FILE *f)
 
 static const twirl_option common_options[] = {
     { "listen", "ENDPOINT", "where to listen (repeatable), e.g. tcp:8080:interface=127.0.0.1" },
-    { "reactor", "NAME", "reactor backend: epoll or poll" },
+    { "reactor", "NAME", "reactor backend: epoll, poll or uring" },
     { "log-level", "LEVEL", "debug, info, warn, error or off (default info)" },
     { "log-format", "FORMAT", "text or json (default text)" },
     { "shutdown-timeout", "SECONDS", "how long to wait for connections at shutdown (default 10)" },
@@ -383,8 +383,10 @@ int main(int argc, char **argv)
                 return usage_error("too many --listen options");
             s.listen[s.nlisten++] = value;
         } else if (strcmp(o->name, "reactor") == 0) {
-            if (strcmp(value, "epoll") != 0 && strcmp(value, "poll") != 0) {
-                snprintf(err, sizeof err, "--reactor: unknown backend '%s' (epoll, poll)", value);
+            if (strcmp(value, "epoll") != 0 && strcmp(value, "poll") != 0 &&
+                strcmp(value, "uring") != 0) {
+                snprintf(err, sizeof err, "--reactor: unknown backend '%s' (epoll, poll, uring)",
+                         value);
                 return usage_error(err);
             }
             ropts.backend = value;

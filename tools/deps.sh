@@ -7,7 +7,7 @@ set -eu
 build_pkgs="cmake ninja-build gcc clang pkg-config make libssl-dev libc-ares-dev zlib1g-dev
  liburing-dev libcmocka-dev valgrind libclang-rt-14-dev openssl"
 test_pkgs="curl python3-twisted python3-openssl python3-service-identity netcat-openbsd
- libhttp-parser-dev dnsmasq-base"
+ libhttp-parser-dev dnsmasq-base apache2-utils wrk"
 bench_pkgs="libuv1-dev libevent-dev nginx-light h2o wrk python3-twisted iperf3 procps util-linux"
 
 want=""

@@ -237,6 +237,7 @@ if [[ " $ONLY " == *" echo "* ]]; then
     start_srv twisted 19001 $PY "$D/twisted_echo.py" 19001
     start_srv twirl_epoll 19005 env TWIRL_REACTOR=epoll "$TB/example_echo_server" 19005
     start_srv twirl_poll 19006 env TWIRL_REACTOR=poll "$TB/example_echo_server" 19006
+    start_srv twirl_uring 19007 env TWIRL_REACTOR=uring "$TB/example_echo_server" 19007
     sleep 1
     for rep in $(seq 1 "$REPS"); do
         for t in echo_pingpong echo_pipelined echo_stream; do
@@ -245,12 +246,12 @@ if [[ " $ONLY " == *" echo "* ]]; then
             echo_pipelined) args="-m pingpong -c 50 -s 64 -P 16" ;;
             echo_stream) args="-m stream -c 1 -s 65536" ;;
             esac
-            for s in raw_epoll libuv libevent twisted twirl_epoll twirl_poll; do
+            for s in raw_epoll libuv libevent twisted twirl_epoll twirl_poll twirl_uring; do
                 [ -n "${PID[$s]:-}" ] && measure run_echo $t $s "$rep" $args
             done
         done
     done
-    for s in raw_epoll libuv libevent twisted twirl_epoll twirl_poll; do stop_srv $s; done
+    for s in raw_epoll libuv libevent twisted twirl_epoll twirl_poll twirl_uring; do stop_srv $s; done
 fi
 
 # ---------------------------------------------------------------- http
@@ -298,20 +299,32 @@ start_http() {
     wait_listen 19106 || log "ERROR: h2o mruby port 19106 not listening"
     PID[h2o_mruby]=${PID[h2o]:-}; PORT[h2o_mruby]=19106
     start_srv evhttp 19104 "$B/evhttp_hello" 19104
+    # twirl: "Hello, World!" from memory at / and $W under /static/ (the
+    # twin of twisted_http.py), and `twirl web` serving $W itself, whose
+    # hello is the 13-byte hello.txt through the static file resource.
+    start_srv twirl 19108 "$TB/example_web_hello" 19108 "$W"
+    start_srv twirl_file 19109 "$TB/twirl" web --log-level warn --max-connections 0 \
+        --listen tcp:19109:interface=127.0.0.1 --path "$W"
     sleep 1
     # sanity: body and content type of every hello server
     local s
-    for s in twisted_web twisted_web_log nginx h2o h2o_mruby evhttp; do
+    for s in $HTTP_SERVERS; do
         [ -n "${PORT[$s]:-}" ] || continue
-        echo "--- GET / on $s (port ${PORT[$s]})" >>"$LOG"
-        curl -sS -i --max-time 5 "http://127.0.0.1:${PORT[$s]}/" >>"$LOG" 2>&1
+        echo "--- GET $(hello_path $s) on $s (port ${PORT[$s]})" >>"$LOG"
+        curl -sS -i --max-time 5 "http://127.0.0.1:${PORT[$s]}$(hello_path $s)" >>"$LOG" 2>&1
         echo >>"$LOG"
     done
 }
 stop_http() {
     unset "PID[h2o_mruby]"
-    for s in twisted_web twisted_web_log nginx h2o evhttp; do stop_srv $s; done
+    for s in twisted_web twisted_web_log nginx h2o evhttp twirl twirl_file; do stop_srv $s; done
 }
+HTTP_SERVERS="twisted_web twisted_web_log nginx h2o h2o_mruby evhttp twirl twirl_file"
+STATIC_SERVERS="nginx h2o twisted_web twirl twirl_file"
+# twirl_file serves $W at its root: hello.txt (the static resource, as h2o's
+# file.file) and 1m.bin; everyone else answers / and /static/1m.bin.
+hello_path() { [ "$1" = twirl_file ] && echo /hello.txt || echo /; }
+static_path() { [ "$1" = twirl_file ] && echo /1m.bin || echo /static/1m.bin; }
 
 if [[ " $ONLY " == *" http "* ]] || [[ " $ONLY " == *" static "* ]]; then
     log "=== http servers"
@@ -319,15 +332,15 @@ if [[ " $ONLY " == *" http "* ]] || [[ " $ONLY " == *" static "* ]]; then
     start_http
     if [[ " $ONLY " == *" http "* ]]; then
         for rep in $(seq 1 "$REPS"); do
-            for s in twisted_web twisted_web_log nginx h2o h2o_mruby evhttp; do
-                [ -n "${PID[$s]:-}" ] && measure run_wrk http_hello $s "$rep" "http://127.0.0.1:${PORT[$s]}/"
+            for s in $HTTP_SERVERS; do
+                [ -n "${PID[$s]:-}" ] && measure run_wrk http_hello $s "$rep" "http://127.0.0.1:${PORT[$s]}$(hello_path $s)"
             done
         done
     fi
     if [[ " $ONLY " == *" static "* ]]; then
         for rep in $(seq 1 "$REPS"); do
-            for s in nginx h2o twisted_web; do
-                [ -n "${PID[$s]:-}" ] && measure run_wrk http_static $s "$rep" "http://127.0.0.1:${PORT[$s]}/static/1m.bin"
+            for s in $STATIC_SERVERS; do
+                [ -n "${PID[$s]:-}" ] && measure run_wrk http_static $s "$rep" "http://127.0.0.1:${PORT[$s]}$(static_path $s)"
             done
         done
     fi
@@ -381,9 +394,10 @@ if [[ " $ONLY " == *" mem "* ]]; then
     log "=== memory per idle connection ($MEM_CONNS connections)"
     busy_snapshot
     for rep in $(seq 1 "$REPS"); do
-        for s in raw_epoll libuv libevent twisted twirl_epoll; do
+        for s in raw_epoll libuv libevent twisted twirl_epoll twirl_uring; do
             case $s in
             twirl_epoll) start_srv $s 19005 env TWIRL_REACTOR=epoll "$TB/example_echo_server" 19005 ;;
+            twirl_uring) start_srv $s 19007 env TWIRL_REACTOR=uring "$TB/example_echo_server" 19007 ;;
             raw_epoll) start_srv $s 19004 "$B/raw_epoll_echo" 19004 ;;
             libuv) start_srv $s 19002 "$B/uv_echo" 19002 ;;
             libevent) start_srv $s 19003 "$B/ev_echo" 19003 ;;

@@ -30,6 +30,8 @@
 
 #include "twirl/http_parser.h"
 #include "twirl/http_util.h"
+#include "twirl/web.h"
+#include "twirl/web_client.h"
 
 
 #include "twirl/testing.h"

@@ -15,14 +15,14 @@
  *
  * Exits 0 once the whole body was printed (whatever the status), 1 when
  * the request failed (the reason goes to standard error), 2 on bad usage.
- * Host names are looked up with the reactor's resolver (c-ares). */
+ * Host names are looked up by the endpoints, with the reactor's resolver
+ * (/etc/hosts, then DNS through c-ares). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 
 #include "twirl/endpoint.h"
-#include "twirl/resolver.h"
 #include "twirl/web_client.h"
 
 enum { MAX_FIELDS = 32 };
@@ -46,30 +46,6 @@ static void usage(void)
     fprintf(stderr, "usage: http_get [-I] [-L] [--compressed] [-X METHOD] [-d DATA] "
                     "[-H 'Name: value']... [--cacert FILE] [-m SECONDS] [--max-redirs N] URL\n");
     exit(2);
-}
-
-/* ------------------------------------------------ name lookup for endpoints */
-
-static tw_result first_address(tw_result *in, void *arg)
-{
-    tw_address_list *l = in->value.ptr;
-    tw_address *a = malloc(sizeof *a);
-    if (!a)
-        return tw_err(tw_failure_from_code(TW_ENOMEM));
-    tw_address_list_set_port(l, (uint16_t)(uintptr_t)arg, SOCK_STREAM);
-    *a = l->addrs[0];
-    return tw_ok(a, free);
-}
-
-static tw_deferred *resolve(tw_reactor *r, const char *host, uint16_t port, void *arg)
-{
-    tw_deferred *d = tw_resolve(r, host, AF_UNSPEC);
-    if (d && tw_deferred_add_callback(d, first_address, (void *)(uintptr_t)port) < 0) {
-        tw_deferred_cancel(d);
-        tw_deferred_unref(d);
-        return NULL;
-    }
-    return d;
 }
 
 /* ------------------------------------------------------------ the body */
@@ -184,7 +160,6 @@ int main(int argc, char **argv)
         fprintf(stderr, "http_get: cannot make a reactor\n");
         return 1;
     }
-    tw_endpoint_set_resolver(resolve, NULL);
     tw_agent_options opts;
     tw_agent_options_init(&opts);
     opts.trust_roots = cacert;
@@ -222,6 +197,5 @@ int main(int argc, char **argv)
     tw_agent_free(redirects);
     tw_agent_free(base);
     tw_reactor_free(a.r);
-    tw_endpoint_set_resolver(NULL, NULL);
     return a.status;
 }

@@ -222,8 +222,9 @@ typedef struct tw_agent_options {
     const char *user_agent;
     /* Where to connect (Twisted's Agent.usingEndpointFactory). NULL: the
      * "tcp:" endpoint for http and the "tls:" endpoint (host name checked
-     * against the certificate) for https. Names other than "localhost" and
-     * numeric addresses need a resolver: tw_endpoint_set_resolver. */
+     * against the certificate) for https. Host names are looked up as the
+     * endpoints do (twirl/endpoint.h: the reactor's resolver, or the hook
+     * tw_endpoint_set_resolver installs) and raced Happy Eyeballs style. */
     tw_agent_endpoint_fn endpoint_for;
     void *endpoint_arg;
 } tw_agent_options;

@@ -9,6 +9,8 @@
  * bounded. */
 #include <errno.h>
 #include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -802,6 +804,22 @@ static void run_http_get(const char *const args[], int want_status, const char *
     free(copy);
 }
 
+/* This machine's name when the system resolves it to 127.0.0.1 (it usually
+ * does, from /etc/hosts), else NULL: a host name that is not "localhost", so
+ * the example's connects go through the endpoints' name lookup. */
+static const char *loopback_host_name(void)
+{
+    static char name[256];
+    struct addrinfo hints = { .ai_family = AF_INET, .ai_socktype = SOCK_STREAM }, *ai;
+    if (gethostname(name, sizeof name - 1) < 0 || strcmp(name, "localhost") == 0 ||
+        getaddrinfo(name, NULL, &hints, &ai) != 0)
+        return NULL;
+    const struct sockaddr_in *sin = (const struct sockaddr_in *)ai->ai_addr;
+    bool loopback = sin->sin_addr.s_addr == htonl(INADDR_LOOPBACK);
+    freeaddrinfo(ai);
+    return loopback ? name : NULL;
+}
+
 static void http_get_example(void **state)
 {
     if (!ng.up && !tx.up)
@@ -809,6 +827,12 @@ static void http_get_example(void **state)
     if (tx.up) {
         run_http_get((const char *const[]){ url_of(tx.port, false, "/hello"), NULL }, 0,
                      "HTTP/1.1 200 OK\n");
+        const char *name = loopback_host_name();
+        if (name) {
+            char url[400];
+            snprintf(url, sizeof url, "http://%s:%u/hello", name, tx.port);
+            run_http_get((const char *const[]){ url, NULL }, 0, "hello from twisted\n");
+        }
         run_http_get((const char *const[]){ "-L", url_of(tx.port, false, "/redirect"), NULL }, 0,
                      "\n\nhello from twisted\n");
         run_http_get((const char *const[]){ "-d", "a=b", url_of(tx.port, false, "/echo"), NULL }, 0,

@@ -476,7 +476,7 @@ typedef struct tw_proxy_options {
      * tw_proxy_options_init starts from tw_agent_options_init and changes:
      * connect_timeout 10 s, response_timeout 60 s, max_per_host 0 (no
      * limit: each client request has at most one upstream exchange, so the
-     * site's max_connections bounds them), max_idle_per_host 16, and
+     * site's max_connections bounds them), max_idle_per_host 64, and
      * limits.max_body_bytes UINT64_MAX (bodies of any size stream
      * through). endpoint_for may point the pool anywhere (tests). */
     tw_agent_options agent;
@@ -572,12 +572,13 @@ int tw_proxy_resource_new(tw_reactor *r, const char *url, const tw_proxy_options
  * (default_host's reference is dropped all the same). */
 int tw_vhost_resource_new(tw_resource *default_host, tw_resource **out);
 
-/* Twisted's addHost: requests for name (NUL-terminated; case is ignored;
- * no port) go to r. Takes the caller's reference to r; a resource already
- * under that name is replaced. Returns 0, TW_EINVAL (vhost is not a vhost
- * resource, an empty name or one holding ':' outside brackets, '/', or a
- * control byte; r's reference is dropped), TW_ENOMEM (the same). Not
- * thread-safe; not while another thread serves the tree. */
+/* Twisted's addHost: requests for name (NUL-terminated; case and one
+ * trailing dot are ignored; no port) go to r. Takes the caller's reference
+ * to r; a resource already under that name is replaced. Returns 0,
+ * TW_EINVAL (vhost is not a vhost resource; a name that is empty, starts
+ * with '.', or holds ':' outside brackets, '/', a space or a control byte;
+ * r's reference is dropped), TW_ENOMEM (the same). Not thread-safe; not
+ * while another thread serves the tree. */
 int tw_vhost_add_host(tw_resource *vhost, const char *name, tw_resource *r);
 
 /* Twisted's removeHost. Returns 0, or TW_ENOTFOUND. */

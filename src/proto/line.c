@@ -29,7 +29,7 @@ static const tw_line_receiver_ops *lops(const tw_protocol *p)
     return (const tw_line_receiver_ops *)p->ops;
 }
 
-static inline bool is_line(const tw_protocol *p)
+__attribute__((unused)) static inline bool is_line(const tw_protocol *p)
 {
     return p->ops->data_received == tw__line_data_received ||
            p->ops->data_received == tw__line_only_data_received;

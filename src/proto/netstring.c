@@ -25,7 +25,7 @@ static tw_netstring_receiver *ns_of(tw_protocol *p)
     return (tw_netstring_receiver *)p;
 }
 
-static inline bool is_netstring(const tw_protocol *p)
+__attribute__((unused)) static inline bool is_netstring(const tw_protocol *p)
 {
     return p->ops->data_received == tw__netstring_data_received;
 }

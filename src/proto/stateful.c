@@ -14,7 +14,7 @@ static tw_stateful_protocol *sp_of(tw_protocol *p)
     return (tw_stateful_protocol *)p;
 }
 
-static inline bool is_stateful(const tw_protocol *p)
+__attribute__((unused)) static inline bool is_stateful(const tw_protocol *p)
 {
     return p->ops->data_received == tw__stateful_data_received;
 }

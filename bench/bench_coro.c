@@ -1,6 +1,7 @@
-/* bench_coro — coroutine costs, with the context switch this build uses
- * (assembly by default; makecontext/swapcontext in a build configured with
- * -DTWIRL_CORO_SWITCH=ucontext: run both builds' bench_coro to compare).
+/* bench_coro — coroutine costs, with the context switch new fibers get:
+ * assembly by default, makecontext/swapcontext with TWIRL_CORO_SWITCH=ucontext
+ * in the environment (or in a build configured with
+ * -DTWIRL_CORO_SWITCH=ucontext).
  *
  *   switch pair: a fiber yields back to its resumer in a loop: ns per
  *     suspend+resume (two context switches), the raw layer under coroutines.
@@ -13,7 +14,10 @@
  *   spawn+wait+finish: the same with one suspension in between.
  *   fresh stack: mapping and unmapping a stack (what the pool saves).
  *
- * Usage: bench_coro [--quick]. Prints a markdown table. */
+ * Usage: bench_coro [--quick] [--only=NAME]: prints a markdown table; NAME
+ * (switch, await, ready, spawn, spawn-wait, fresh) runs one row alone, for
+ * profiling, e.g.
+ *     valgrind --tool=callgrind build/bench_coro --quick --only=await */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -174,18 +178,36 @@ static double fresh_stack(long n)
 
 int main(int argc, char **argv)
 {
-    bool quick = argc > 1 && strcmp(argv[1], "--quick") == 0;
+    bool quick = false;
+    const char *only = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--quick") == 0)
+            quick = true;
+        else if (strncmp(argv[i], "--only=", 7) == 0)
+            only = argv[i] + 7;
+        else {
+            fprintf(stderr, "usage: bench_coro [--quick] [--only=switch|await|ready|spawn|"
+                            "spawn-wait|fresh]\n");
+            return 2;
+        }
+    }
     long n = quick ? 200000 : 5000000;
     tw_reactor *r = fake();
+#define RUN(name, what, expr)                 \
+    do {                                      \
+        if (!only || strcmp(only, name) == 0) \
+            row(what, expr);                  \
+    } while (0)
     printf("Context switch: %s\n\n", tw__fiber_switch_name());
     printf("| %-36s | %9s |\n", "operation", "ns/op");
     printf("|%s|%s|\n", "--------------------------------------", "-----------");
-    row("switch pair (suspend+resume)", switch_pair(n));
-    row("await, fired later (round trip)", await_fired_later(r, n / 4));
-    row("await, ready (no switch)", await_ready(r, n / 4));
-    row("spawn+finish (pooled stack)", spawn_finish(r, n / 4));
-    row("spawn+wait+finish", spawn_wait_finish(r, n / 4));
-    row("fresh stack: mmap+guard+munmap", fresh_stack(quick ? 2000 : 50000));
+    RUN("switch", "switch pair (suspend+resume)", switch_pair(n));
+    RUN("await", "await, fired later (round trip)", await_fired_later(r, n / 4));
+    RUN("ready", "await, ready (no switch)", await_ready(r, n / 4));
+    RUN("spawn", "spawn+finish (pooled stack)", spawn_finish(r, n / 4));
+    RUN("spawn-wait", "spawn+wait+finish", spawn_wait_finish(r, n / 4));
+    RUN("fresh", "fresh stack: mmap+guard+munmap", fresh_stack(quick ? 2000 : 50000));
+#undef RUN
     tw_reactor_free(r);
     return 0;
 }

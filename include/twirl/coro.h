@@ -41,6 +41,16 @@
  * freed. Each stack is two kernel mappings, so a process can hold about
  * vm.max_map_count / 2 (about 32,000 by default) coroutines at once.
  *
+ * The context switch is assembly on x86-64 and AArch64: on the bench
+ * machine a suspend+resume pair costs about 11 ns, and a whole await of a
+ * deferred fired later (deferred made, awaited, fired, coroutine resumed)
+ * 55-75 ns (bench/bench_coro.c). Elsewhere, in a library configured with
+ * -DTWIRL_CORO_SWITCH=ucontext, or when the environment says
+ * TWIRL_CORO_SWITCH=ucontext (read once per process; e.g. for a tool that
+ * cannot follow the assembly), it is makecontext/swapcontext: the same
+ * behaviour, but a system call each way (glibc sets the signal mask), some
+ * 2.5 us per suspend+resume there.
+ *
  * Threads. A coroutine belongs to the reactor it was spawned on and runs
  * only on that reactor's thread.
  *

@@ -15,6 +15,7 @@
 #include "twirl/threads.h"
 
 #include "twirl/address.h"
+#include "twirl/coro_net.h"
 #include "twirl/endpoint.h"
 #include "twirl/process.h"
 #include "twirl/protocol.h"

@@ -56,13 +56,18 @@ struct tw_coro {
     tw_deferred *waiting; /* a reference of ours, while our pair on it is pending */
     tw_result await_result;
     tw_result final;
-    tw_coro *next, **pprev;       /* the reactor's live list */
-    bool pending;                 /* our pair on `waiting` is not done with yet */
-    bool have_result;             /* await_result holds what the pair delivered */
-    bool suspended;               /* in tw__fiber_yield, inside tw_await */
+    tw_coro *next, **pprev; /* the reactor's live list */
+    /* Suspended means the fiber is (in tw_await: the only place that
+     * yields); there is no second flag for it. */
+    bool pending;     /* our pair on `waiting` is not done with yet */
+    bool have_result; /* await_result holds what the pair delivered */
+    /* Either makes the next await cancel what it is given (tw_await tests
+     * them together). */
     bool cancel_requested;        /* cancelled, not yet delivered to an await */
-    tw_coro *cq_next, **cq_pprev; /* the thread's cancel queue (see coro_cancel) */
+    bool doomed;                  /* its reactor is being freed */
     bool thread_bounce;           /* a resume is queued with tw_call_from_thread */
+    const void *home;             /* a thread-local address of the thread it runs on */
+    tw_coro *cq_next, **cq_pprev; /* the thread's cancel queue (see coro_cancel) */
 };
 
 struct coro_reactor {
@@ -197,7 +202,14 @@ static void coro_finish(tw_coro *co)
     finishing = false;
 }
 
-static void coro_resume(tw_coro *co)
+static inline bool co_suspended(const tw_coro *co)
+{
+    return co->fiber->state == TW__FIBER_SUSPENDED;
+}
+
+/* Inline into its callers: one frame fewer between a deferred's callback and
+ * the switch (see coro_internal.h on why frames matter here). */
+static inline __attribute__((always_inline)) void coro_resume(tw_coro *co)
 {
     tw_coro *prev = current;
     current = co;
@@ -232,15 +244,17 @@ static void await_done(void *arg)
     tw_coro *co = arg;
     co->pending = false;
     co->waiting = NULL;
-    if (!co->have_result) {
+    if (__builtin_expect(!co->have_result, 0)) {
         co->await_result = tw_err(coro_fail(
             TW_ECANCELED, "the awaited deferred was freed without firing; it never will"));
         co->have_result = true;
     }
-    if (!co->suspended)
+    if (!co_suspended(co))
         return; /* inside tw_await still: it takes the result itself */
-    co->suspended = false;
-    if (co->reactor && !tw__reactor_on_thread(co->reactor)) {
+    /* The home address is the cheap test; a reactor that moved to another
+     * thread since (and its coroutines with it) gets the full one. */
+    if (__builtin_expect(co->home != &thread_spawned, 0) && co->reactor &&
+        !tw__reactor_on_thread(co->reactor)) {
         /* Deferreds are not thread-safe, so this is a bug elsewhere; the
          * least harm is to run the coroutine where it belongs. */
         tw_log(TW_LOG_ERROR, "coro",
@@ -295,12 +309,11 @@ tw_result tw_await(tw_deferred *d)
     /* Already fired: the pair ran inside the call above and await_done saw
      * us not suspended. Otherwise, a pending cancel (or a reactor being
      * freed) cancels d before we wait. */
-    if (co->pending && (co->cancel_requested || (co->rs && co->rs->closing))) {
+    if (co->pending && (co->cancel_requested | co->doomed)) {
         co->cancel_requested = false;
         tw_deferred_cancel(d);
     }
     if (co->pending) {
-        co->suspended = true;
         tw__fiber_yield(co->fiber);
         /* Resumed by await_done. */
     }
@@ -375,7 +388,7 @@ static void cancel_queue_remove(tw_coro *co)
  * that finds it running waits for its next await (see tw_await). */
 static void deliver_cancel(tw_coro *co)
 {
-    if (co->cancel_requested && co->pending && co->suspended) {
+    if (co->cancel_requested && co->pending && co_suspended(co)) {
         co->cancel_requested = false;
         tw_deferred *w = tw_deferred_ref(co->waiting);
         tw_deferred_cancel(w); /* resumes the coroutine; it may even finish */
@@ -425,6 +438,8 @@ static void coro_reactor_free(tw_reactor *r, void *arg)
 {
     coro_reactor *rs = arg;
     rs->closing = true;
+    for (tw_coro *co = rs->live; co; co = co->next)
+        co->doomed = true;
     /* Move the live list aside and take coroutines from it one by one: a
      * cancel may finish (and unlink) any number of them, this one or others
      * waiting on it. */
@@ -436,7 +451,7 @@ static void coro_reactor_free(tw_reactor *r, void *arg)
         tw_coro *co = todo;
         live_unlink(co);
         live_link(rs, co);
-        if (co->pending && co->suspended) {
+        if (co->pending && co_suspended(co)) {
             tw_deferred *w = tw_deferred_ref(co->waiting);
             tw_deferred_cancel(w);
             tw_deferred_unref(w);
@@ -446,6 +461,7 @@ static void coro_reactor_free(tw_reactor *r, void *arg)
     for (tw_coro *co = rs->live; co; co = co->next) {
         co->rs = NULL;
         co->reactor = NULL;
+        co->doomed = false; /* reactor-less from now on: awaits wait again */
         stuck++;
     }
     if (stuck)
@@ -514,7 +530,9 @@ tw_deferred *tw_coro_spawn(tw_reactor *r, tw_coro_fn fn, void *arg, const tw_cor
                 coro_fail(rc, "cannot map a %zu-byte coroutine stack: %s", stack, tw_strerror(rc)));
     }
     tw_coro *co = tw__fiber_extra(f);
-    *co = (tw_coro){ .fiber = f, .rs = rs, .reactor = r, .fn = fn, .arg = arg };
+    *co = (tw_coro){
+        .fiber = f, .rs = rs, .reactor = r, .fn = fn, .arg = arg, .home = &thread_spawned
+    };
     tw_deferred *outer = tw_deferred_new(coro_cancel, co);
     if (!outer) {
         pool_put(rs, f);

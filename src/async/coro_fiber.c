@@ -1,48 +1,20 @@
-/* coro_fiber.c — fibers: guarded mmap'd stacks and the context switch, with
- * the announcements AddressSanitizer, ThreadSanitizer and valgrind need to
- * follow a program that changes stacks under them. See coro_internal.h. */
+/* coro_fiber.c — fibers: guarded mmap'd stacks, the two context switches
+ * (assembly and ucontext), and the announcements AddressSanitizer,
+ * ThreadSanitizer and valgrind need to follow a program that changes stacks
+ * under them. See coro_internal.h; resume and yield are inline there. */
 #include "async/coro_internal.h"
 
-#include <assert.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <ucontext.h>
 #include <unistd.h>
 
 #include "twirl/error.h"
+#include "twirl/log.h"
 
-#if !defined(TWIRL_CORO_UCONTEXT) && !defined(__x86_64__) && !defined(__aarch64__)
-#define TWIRL_CORO_UCONTEXT 1 /* no assembly for this architecture */
-#endif
-#if defined(TWIRL_CORO_UCONTEXT) && TWIRL_CORO_UCONTEXT
-#define USE_UCONTEXT 1
-#include <ucontext.h>
-#else
-#define USE_UCONTEXT 0
-#endif
-
-#if defined(__SANITIZE_ADDRESS__)
-#define USE_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define USE_ASAN 1
-#endif
-#endif
-#if defined(__SANITIZE_THREAD__)
-#define USE_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define USE_TSAN 1
-#endif
-#endif
-#ifdef USE_ASAN
-#include <sanitizer/asan_interface.h>
-#include <sanitizer/common_interface_defs.h>
-#endif
-#ifdef USE_TSAN
-#include <sanitizer/tsan_interface.h>
-#endif
 #if defined(__has_include)
 #if __has_include(<valgrind/valgrind.h>)
 #include <valgrind/valgrind.h>
@@ -50,49 +22,16 @@
 #endif
 #endif
 
-enum fiber_state {
-    FIBER_IDLE = 0,  /* mapped, nothing to run */
-    FIBER_READY,     /* started, never resumed */
-    FIBER_RUNNING,   /* on its own stack now */
-    FIBER_SUSPENDED, /* yielded in the middle of fn */
-    FIBER_DONE       /* fn returned */
-};
-
-struct tw__fiber {
-#if USE_UCONTEXT
+/* A ucontext fiber's two contexts: about 2 KiB on x86-64, so they live
+ * above the fiber struct only in fibers that use them (the assembly ones
+ * keep their whole header in a few cache lines of the stack's top page). */
+struct tw__fiber_uc {
     ucontext_t ctx;  /* the fiber's, while it is not running */
     ucontext_t back; /* the resumer's, while the fiber runs */
-#else
-    void *sp;      /* the fiber's saved stack pointer */
-    void *back_sp; /* the resumer's */
-#endif
-    tw__fiber_fn fn;
-    void *arg;
-    enum fiber_state state;
-    void *map; /* the whole mapping: guard, stack, this struct, extra */
-    size_t map_bytes;
-    char *stack_lo; /* usable stack: [stack_lo, stack_hi) */
-    char *stack_hi;
-    size_t stack_bytes; /* as asked for, rounded: the pool's size class */
-    void *extra;
-#ifdef USE_VALGRIND
-    unsigned vg_stack;
-#endif
-#ifdef USE_ASAN
-    /* The resumer's stack, learnt at every switch in, for the switch out. */
-    const void *back_bottom;
-    size_t back_size;
-#endif
-#ifdef USE_TSAN
-    void *tsan_fiber;
-    void *tsan_back;
-#endif
 };
 
-#if !USE_UCONTEXT
-/* coro_switch_<arch>.S */
-void *tw__coro_switch(void **save_sp, void *new_sp, void *value);
-void tw__coro_trampoline(void);
+#if TW__FIBER_HAVE_ASM
+void tw__coro_trampoline(void); /* coro_switch_<arch>.S */
 #endif
 
 /* Cached: sysconf shows up in the cost of every spawn otherwise. */
@@ -125,16 +64,64 @@ size_t tw__fiber_round_stack(size_t stack_bytes)
     return round_up(stack_bytes, page_bytes());
 }
 
+/* ------------------------------------------------------------ the default */
+
+#if defined(TWIRL_CORO_UCONTEXT) && TWIRL_CORO_UCONTEXT || !TW__FIBER_HAVE_ASM
+#define BUILD_DEFAULT TW__SWITCH_UCONTEXT
+#else
+#define BUILD_DEFAULT TW__SWITCH_ASM
+#endif
+
+/* -1 until the environment was read. A process-wide setting, like
+ * TWIRL_REACTOR: it only picks the mechanism, never the behaviour. */
+static _Atomic int default_switch = -1;
+
+tw__fiber_switch tw__fiber_default_switch(void)
+{
+    int sw = atomic_load_explicit(&default_switch, memory_order_relaxed);
+    if (sw >= 0)
+        return (tw__fiber_switch)sw;
+    sw = BUILD_DEFAULT;
+    const char *env = getenv("TWIRL_CORO_SWITCH");
+    if (env && *env) {
+        if (strcmp(env, "ucontext") == 0)
+            sw = TW__SWITCH_UCONTEXT;
+        else if (strcmp(env, "asm") == 0 && TW__FIBER_HAVE_ASM)
+            sw = TW__SWITCH_ASM;
+        else
+            tw_log(TW_LOG_WARN, "coro",
+                   "TWIRL_CORO_SWITCH=%s: unknown or unavailable here (asm, ucontext); using %s",
+                   env, sw == TW__SWITCH_ASM ? "asm" : "ucontext");
+    }
+    int unset = -1;
+    if (!atomic_compare_exchange_strong(&default_switch, &unset, sw))
+        sw = unset; /* another thread decided first: keep one answer */
+    return (tw__fiber_switch)sw;
+}
+
+/* ------------------------------------------------------------ mapping */
+
 int tw__fiber_new(size_t stack_bytes, size_t extra, tw__fiber **out)
+{
+    return tw__fiber_new_with(stack_bytes, extra, tw__fiber_default_switch(), out);
+}
+
+int tw__fiber_new_with(size_t stack_bytes, size_t extra, tw__fiber_switch sw, tw__fiber **out)
 {
     *out = NULL;
     size_t stack = tw__fiber_round_stack(stack_bytes);
     if (stack == 0 || extra > TW__FIBER_MAX_STACK)
         return TW_EINVAL;
+    if (sw != TW__SWITCH_UCONTEXT && (sw != TW__SWITCH_ASM || !TW__FIBER_HAVE_ASM))
+        return TW_EINVAL;
     size_t page = page_bytes();
     size_t guard = round_up(TW__FIBER_GUARD_BYTES, page);
-    /* The header sits right above the stack, sharing the stack's top page. */
-    size_t head = round_up(sizeof(struct tw__fiber), 64) + round_up(extra, 64);
+    /* The header sits right above the stack, sharing the stack's top page:
+     * the struct, the user's extra, then (ucontext) the two contexts. */
+    size_t fiber_bytes = round_up(sizeof(struct tw__fiber), 64);
+    size_t extra_bytes = round_up(extra, 64);
+    size_t uc_bytes = sw == TW__SWITCH_UCONTEXT ? round_up(sizeof(tw__fiber_uc), 64) : 0;
+    size_t head = fiber_bytes + extra_bytes + uc_bytes;
     size_t map_bytes = guard + round_up(stack + head, page);
 
     char *map = mmap(NULL, map_bytes, PROT_READ | PROT_WRITE,
@@ -147,17 +134,20 @@ int tw__fiber_new(size_t stack_bytes, size_t extra, tw__fiber **out)
     }
     tw__fiber *f = (tw__fiber *)(map + map_bytes - head);
     memset(f, 0, sizeof *f);
+    f->kind = (unsigned char)sw;
     f->map = map;
     f->map_bytes = map_bytes;
     f->stack_lo = map + guard;
     f->stack_hi = (char *)f; /* 64-byte aligned: a valid initial stack top */
     f->stack_bytes = stack;
-    f->extra = (char *)f + round_up(sizeof(struct tw__fiber), 64);
-    f->state = FIBER_IDLE;
+    f->extra = (char *)f + fiber_bytes;
+    if (uc_bytes)
+        f->uc = (tw__fiber_uc *)((char *)f + fiber_bytes + extra_bytes);
+    f->state = TW__FIBER_IDLE;
 #ifdef USE_VALGRIND
     f->vg_stack = VALGRIND_STACK_REGISTER(f->stack_lo, f->stack_hi);
 #endif
-#ifdef USE_TSAN
+#ifdef TW__FIBER_TSAN
     f->tsan_fiber = __tsan_create_fiber(0);
 #endif
     *out = f;
@@ -168,13 +158,14 @@ void tw__fiber_free(tw__fiber *f)
 {
     if (!f)
         return;
+    assert(f->state != TW__FIBER_RUNNING);
 #ifdef USE_VALGRIND
     VALGRIND_STACK_DEREGISTER(f->vg_stack);
 #endif
-#ifdef USE_TSAN
+#ifdef TW__FIBER_TSAN
     __tsan_destroy_fiber(f->tsan_fiber);
 #endif
-#ifdef USE_ASAN
+#ifdef TW__FIBER_ASAN
     /* Frames that never returned (a reclaimed suspended fiber, every
      * fiber's entry frame) leave poisoned shadow behind; clean it so the next
      * owner of these addresses is not accused of overflowing. */
@@ -205,120 +196,91 @@ bool tw__fiber_on_stack(const tw__fiber *f, const void *ptr)
     return (const char *)ptr >= f->stack_lo && (const char *)ptr < f->stack_hi;
 }
 
-const char *tw__fiber_switch_name(void)
+static const char *switch_name(tw__fiber_switch sw)
 {
-#if USE_UCONTEXT
-    return "ucontext";
-#elif defined(__x86_64__)
+    if (sw == TW__SWITCH_UCONTEXT)
+        return "ucontext";
+#if defined(__x86_64__)
     return "asm-x86_64";
 #else
     return "asm-aarch64";
 #endif
 }
 
-/* ------------------------------------------------------------ switching */
-
-/* The three crossings. Each side of a switch tells the sanitizers where it
- * is going before the jump and that it has arrived after it. */
-
-static inline void switch_in(tw__fiber *f)
+const char *tw__fiber_switch_name(void)
 {
-#ifdef USE_ASAN
-    void *fake = NULL;
-    __sanitizer_start_switch_fiber(&fake, f->stack_lo, (size_t)(f->stack_hi - f->stack_lo));
-#endif
-#ifdef USE_TSAN
-    f->tsan_back = __tsan_get_current_fiber();
-    __tsan_switch_to_fiber(f->tsan_fiber, 0);
-#endif
-#if USE_UCONTEXT
-    swapcontext(&f->back, &f->ctx);
-#else
-    tw__coro_switch(&f->back_sp, f->sp, NULL);
-#endif
-#ifdef USE_ASAN
-    __sanitizer_finish_switch_fiber(fake, NULL, NULL);
-#endif
+    return switch_name(tw__fiber_default_switch());
 }
 
-static inline void switch_out(tw__fiber *f, bool final)
+const char *tw__fiber_switch_name_of(const tw__fiber *f)
 {
-#ifdef USE_ASAN
-    void *fake = NULL;
-    /* The last switch out of a run passes no save slot: ASan then frees the
-     * fiber's fake stack, since nothing will come back to these frames. */
-    __sanitizer_start_switch_fiber(final ? NULL : &fake, f->back_bottom, f->back_size);
-#else
-    (void) final;
-#endif
-#ifdef USE_TSAN
-    __tsan_switch_to_fiber(f->tsan_back, 0);
-#endif
-#if USE_UCONTEXT
-    swapcontext(&f->ctx, &f->back);
-#else
-    tw__coro_switch(&f->sp, f->back_sp, NULL);
-#endif
-#ifdef USE_ASAN
-    __sanitizer_finish_switch_fiber(fake, &f->back_bottom, &f->back_size);
-#endif
+    return switch_name((tw__fiber_switch)f->kind);
 }
+
+/* ------------------------------------------------------------ ucontext */
+
+/* glibc's swapcontext also saves and restores the signal mask, with a system
+ * call each way: the fallback is an order of magnitude slower. */
+void tw__fiber_uc_in(tw__fiber *f)
+{
+    swapcontext(&f->uc->back, &f->uc->ctx);
+}
+
+void tw__fiber_uc_out(tw__fiber *f)
+{
+    swapcontext(&f->uc->ctx, &f->uc->back);
+}
+
+/* ------------------------------------------------------------ starting */
 
 /* The first frame on every fiber stack. Never returns: the last switch out
  * leaves it behind, and tw__fiber_start builds a fresh context next time. */
 static void fiber_main(void *arg)
 {
     tw__fiber *f = arg;
-#ifdef USE_ASAN
+#ifdef TW__FIBER_ASAN
     __sanitizer_finish_switch_fiber(NULL, &f->back_bottom, &f->back_size);
 #endif
     f->fn(f, f->arg);
-    f->state = FIBER_DONE;
-    switch_out(f, true);
+    f->state = TW__FIBER_DONE;
+    tw__fiber_switch_out(f, true);
     __builtin_trap(); /* a finished fiber was resumed without a new start */
 }
 
-#if USE_UCONTEXT
 /* makecontext passes int arguments only: the pointer travels in two halves. */
 static void fiber_main_u(unsigned hi, unsigned lo)
 {
     fiber_main((void *)(((uintptr_t)hi << 16 << 16) | (uintptr_t)lo));
 }
-#endif
 
-void tw__fiber_start(tw__fiber *f, tw__fiber_fn fn, void *arg)
+static void start_ucontext(tw__fiber *f)
 {
-    f->fn = fn;
-    f->arg = arg;
-#ifdef USE_ASAN
-    __asan_unpoison_memory_region(f->stack_lo, (size_t)(f->stack_hi - f->stack_lo));
-#endif
-#if USE_UCONTEXT
     /* getcontext only fails on a bad pointer. */
-    getcontext(&f->ctx);
-    f->ctx.uc_stack.ss_sp = f->stack_lo;
-    f->ctx.uc_stack.ss_size = (size_t)(f->stack_hi - f->stack_lo);
-    f->ctx.uc_link = NULL;
+    ucontext_t *ctx = &f->uc->ctx;
+    getcontext(ctx);
+    ctx->uc_stack.ss_sp = f->stack_lo;
+    ctx->uc_stack.ss_size = (size_t)(f->stack_hi - f->stack_lo);
+    ctx->uc_link = NULL;
     uintptr_t p = (uintptr_t)f;
-    makecontext(&f->ctx, (void (*)(void))fiber_main_u, 2, (unsigned)(p >> 16 >> 16),
+    makecontext(ctx, (void (*)(void))fiber_main_u, 2, (unsigned)(p >> 16 >> 16),
                 (unsigned)(p & 0xffffffffu));
-#elif defined(__x86_64__)
-    /* The frame tw__coro_switch pops (see coro_switch_x86_64.S), placed so
-     * that the stack pointer is 16-byte aligned when the trampoline runs. */
-    uint64_t *sp = (uint64_t *)(f->stack_hi - 16 - 8 * 8);
+}
+
+#if TW__FIBER_HAVE_ASM
+static void start_asm(tw__fiber *f)
+{
+#if defined(__x86_64__)
+    /* The frame tw__coro_switch_inline pops, then the trampoline's two
+     * words (see coro_switch_x86_64.S): 16-byte aligned after all five. */
+    uint64_t *sp = (uint64_t *)(f->stack_hi - 16 - 40);
     uint32_t mxcsr = __builtin_ia32_stmxcsr();
     uint16_t fpucw;
     __asm__ volatile("fnstcw %0" : "=m"(fpucw));
-    sp[0] = (uint64_t)mxcsr | ((uint64_t)fpucw << 32);
-    sp[1] = 0;                               /* r15 */
-    sp[2] = 0;                               /* r14 */
-    sp[3] = (uint64_t)(uintptr_t)f;          /* r13: entry's argument */
-    sp[4] = (uint64_t)(uintptr_t)fiber_main; /* r12: entry */
-    sp[5] = 0;                               /* rbx */
-    sp[6] = 0;                               /* rbp */
-    sp[7] = (uint64_t)(uintptr_t)tw__coro_trampoline;
-    sp[8] = 0;
-    sp[9] = 0;
+    sp[0] = (uint64_t)(uintptr_t)tw__coro_trampoline;
+    sp[1] = (uint64_t)mxcsr | ((uint64_t)fpucw << 32);
+    sp[2] = 0;                               /* rbp */
+    sp[3] = (uint64_t)(uintptr_t)fiber_main; /* entry */
+    sp[4] = (uint64_t)(uintptr_t)f;          /* its argument */
     f->sp = sp;
 #else /* __aarch64__ */
     /* See coro_switch_aarch64.S: 22 slots, sp = top of stack after the pop. */
@@ -333,20 +295,22 @@ void tw__fiber_start(tw__fiber *f, tw__fiber_fn fn, void *arg)
     sp[20] = fpcr;
     f->sp = sp;
 #endif
-    f->state = FIBER_READY;
 }
+#endif
 
-bool tw__fiber_resume(tw__fiber *f)
+void tw__fiber_start(tw__fiber *f, tw__fiber_fn fn, void *arg)
 {
-    assert(f->state == FIBER_READY || f->state == FIBER_SUSPENDED);
-    f->state = FIBER_RUNNING;
-    switch_in(f);
-    return f->state == FIBER_DONE;
-}
-
-void tw__fiber_yield(tw__fiber *f)
-{
-    assert(f->state == FIBER_RUNNING);
-    f->state = FIBER_SUSPENDED;
-    switch_out(f, false);
+    assert(f->state != TW__FIBER_RUNNING);
+    f->fn = fn;
+    f->arg = arg;
+#ifdef TW__FIBER_ASAN
+    __asan_unpoison_memory_region(f->stack_lo, (size_t)(f->stack_hi - f->stack_lo));
+#endif
+#if TW__FIBER_HAVE_ASM
+    if (f->kind == TW__SWITCH_ASM)
+        start_asm(f);
+    else
+#endif
+        start_ucontext(f);
+    f->state = TW__FIBER_READY;
 }

@@ -1,4 +1,4 @@
-/* ctest: label=unit timeout=120 backends=once */
+/* ctest: label=unit timeout=120 backends=once switches=all */
 /* Coroutines (Twisted's inlineCallbacks / async-await): acceptance items
  * 72-76 in C terms, a thousand timers in sequence on the fake clock,
  * cancellation (cleanup, translation, asynchronous cancellation), nesting,

@@ -1,4 +1,4 @@
-/* ctest: label=unit timeout=60 backends=once */
+/* ctest: label=unit timeout=60 backends=once switches=all */
 /* Fibers, the layer under coroutines: the context switch keeps every
  * callee-saved register and the floating-point control state of both sides,
  * stacks are aligned as the ABI wants, nested and interleaved fibers switch
@@ -346,6 +346,69 @@ static void sizes_are_rounded_and_bounded(void **state)
     assert_non_null(tw__fiber_switch_name());
 }
 
+/* ------------------------------------------------------------ both switches */
+
+/* The suite runs these tests once per context switch (TWIRL_CORO_SWITCH):
+ * new fibers get the one it names. And fibers of both kinds mix: a fiber on
+ * one switch resumes a fiber on the other, in both directions. */
+typedef struct mixer {
+    tw__fiber *inner;
+    int outer_steps, inner_steps;
+} mixer;
+
+static void mix_inner(tw__fiber *f, void *arg)
+{
+    mixer *m = arg;
+    for (int i = 0; i < 3; i++) {
+        m->inner_steps++;
+        tw__fiber_yield(f);
+    }
+}
+
+static void mix_outer(tw__fiber *f, void *arg)
+{
+    mixer *m = arg;
+    for (int i = 0; i < 2; i++) {
+        tw__fiber_start(m->inner, mix_inner, m);
+        while (!tw__fiber_resume(m->inner))
+            m->outer_steps++;
+        tw__fiber_yield(f); /* back to the thread's stack, across the other switch */
+    }
+}
+
+static void both_switches_mix(void **state)
+{
+    const char *env = getenv("TWIRL_CORO_SWITCH");
+    if (env && strcmp(env, "ucontext") == 0)
+        assert_string_equal(tw__fiber_switch_name(), "ucontext");
+    else if (env && strcmp(env, "asm") == 0)
+        assert_true(strncmp(tw__fiber_switch_name(), "asm-", 4) == 0);
+    tw__fiber *f = new_fiber(0);
+    assert_string_equal(tw__fiber_switch_name_of(f), tw__fiber_switch_name());
+    tw__fiber_free(f);
+#if TW__FIBER_HAVE_ASM
+    tw__fiber_switch kinds[2] = { TW__SWITCH_ASM, TW__SWITCH_UCONTEXT };
+    for (int order = 0; order < 2; order++) {
+        tw__fiber *outer, *inner;
+        assert_int_equal(tw__fiber_new_with(0, 0, kinds[order], &outer), 0);
+        assert_int_equal(tw__fiber_new_with(0, 0, kinds[1 - order], &inner), 0);
+        assert_string_not_equal(tw__fiber_switch_name_of(outer), tw__fiber_switch_name_of(inner));
+        mixer m = { .inner = inner };
+        tw__fiber_start(outer, mix_outer, &m);
+        assert_false(tw__fiber_resume(outer));
+        assert_false(tw__fiber_resume(outer));
+        assert_true(tw__fiber_resume(outer));
+        assert_int_equal(m.inner_steps, 6);
+        assert_int_equal(m.outer_steps, 6);
+        tw__fiber_free(outer);
+        tw__fiber_free(inner);
+    }
+#else
+    tw__fiber *a;
+    assert_int_equal(tw__fiber_new_with(0, 0, TW__SWITCH_ASM, &a), TW_EINVAL);
+#endif
+}
+
 /* ------------------------------------------------------------ the guard */
 
 static __attribute__((noinline)) int recurse(volatile char *prev, int depth)
@@ -408,6 +471,7 @@ int main(void)
         cmocka_unit_test(many_fibers_interleave),
         cmocka_unit_test(suspended_fiber_can_be_reclaimed),
         cmocka_unit_test(sizes_are_rounded_and_bounded),
+        cmocka_unit_test(both_switches_mix),
         cmocka_unit_test(guard_page_faults),
     };
     return cmocka_run_group_tests_name("coro_fiber", tests, NULL, NULL);

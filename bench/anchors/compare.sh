@@ -303,6 +303,7 @@ start_http() {
     # twin of twisted_http.py), and `twirl web` serving $W itself, whose
     # hello is the 13-byte hello.txt through the static file resource.
     start_srv twirl 19108 "$TB/example_web_hello" 19108 "$W"
+    start_srv twirl_uring 19110 env TWIRL_REACTOR=uring "$TB/example_web_hello" 19110 "$W"
     start_srv twirl_file 19109 "$TB/twirl" web --log-level warn --max-connections 0 \
         --listen tcp:19109:interface=127.0.0.1 --path "$W"
     sleep 1
@@ -317,10 +318,10 @@ start_http() {
 }
 stop_http() {
     unset "PID[h2o_mruby]"
-    for s in twisted_web twisted_web_log nginx h2o evhttp twirl twirl_file; do stop_srv $s; done
+    for s in twisted_web twisted_web_log nginx h2o evhttp twirl twirl_uring twirl_file; do stop_srv $s; done
 }
-HTTP_SERVERS="twisted_web twisted_web_log nginx h2o h2o_mruby evhttp twirl twirl_file"
-STATIC_SERVERS="nginx h2o twisted_web twirl twirl_file"
+HTTP_SERVERS="twisted_web twisted_web_log nginx h2o h2o_mruby evhttp twirl twirl_uring twirl_file"
+STATIC_SERVERS="nginx h2o twisted_web twirl twirl_uring twirl_file"
 # twirl_file serves $W at its root: hello.txt (the static resource, as h2o's
 # file.file) and 1m.bin; everyone else answers / and /static/1m.bin.
 hello_path() { [ "$1" = twirl_file ] && echo /hello.txt || echo /; }
@@ -394,9 +395,10 @@ if [[ " $ONLY " == *" mem "* ]]; then
     log "=== memory per idle connection ($MEM_CONNS connections)"
     busy_snapshot
     for rep in $(seq 1 "$REPS"); do
-        for s in raw_epoll libuv libevent twisted twirl_epoll twirl_uring; do
+        for s in raw_epoll libuv libevent twisted twirl_epoll twirl_poll twirl_uring; do
             case $s in
             twirl_epoll) start_srv $s 19005 env TWIRL_REACTOR=epoll "$TB/example_echo_server" 19005 ;;
+            twirl_poll) start_srv $s 19006 env TWIRL_REACTOR=poll "$TB/example_echo_server" 19006 ;;
             twirl_uring) start_srv $s 19007 env TWIRL_REACTOR=uring "$TB/example_echo_server" 19007 ;;
             raw_epoll) start_srv $s 19004 "$B/raw_epoll_echo" 19004 ;;
             libuv) start_srv $s 19002 "$B/uv_echo" 19002 ;;

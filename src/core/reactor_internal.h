@@ -79,8 +79,9 @@ struct tw__op {
 };
 
 enum {
-    TW__OP_MORE = 1u << 0,  /* more completions will come for this operation */
-    TW__OP_BUFFER = 1u << 1 /* a provided buffer holds the data: id in bits 16+ */
+    TW__OP_MORE = 1u << 0,   /* more completions will come for this operation */
+    TW__OP_BUFFER = 1u << 1, /* a provided buffer holds the data: id in bits 16+ */
+    TW__OP_NOTIF = 1u << 2   /* a zero-copy send's notification: its buffer is free */
 };
 
 /* The value to store in an SQE's user_data for op. */

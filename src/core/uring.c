@@ -10,20 +10,32 @@
  *    io_uring_enter that also waits. Per message that is a fraction of a
  *    system call, where readiness needs a wait, a read and a write.
  *
+ * Listening sockets accept by a multishot accept where the kernel has it
+ * (src/net/tcp.c), and large sends may go out zero-copy (SEND_ZC, see
+ * uring_stream.c); both are features probed here (tw__uring_features).
+ *
  * The user_data of every SQE says what completed: bit 1 set, a tw__op;
  * otherwise a tw__io with its instance in bit 0 (stale polls are dropped);
  * 0, nothing to do (cancel and remove requests). The ring is created
  * disabled and enabled by the thread that first waits, so that thread alone
  * may submit (SINGLE_ISSUER) and task work runs only when it asks
- * (DEFER_TASKRUN), where the kernel has them. */
+ * (DEFER_TASKRUN, 6.1). Where DEFER_TASKRUN is missing, COOP_TASKRUN (5.19)
+ * at least keeps completions from interrupting the thread: their task work
+ * runs at the next io_uring_enter, which the loop makes anyway.
+ *
+ * TWIRL_URING_SEND_ZC=auto|always|never picks when stream sockets send
+ * zero-copy: auto (the default) only to peers on other hosts, where it can
+ * pay; always also on loopback (for tests and measurements); never. */
 #include <errno.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "core/reactor_impl.h"
 #include "core/uring.h"
 #include "twirl/log.h"
 
@@ -46,6 +58,8 @@ typedef struct poll_slot {
 typedef struct uring_backend {
     struct io_uring ring;
     int enabled;
+    unsigned features; /* TW__URING_* */
+    int send_zc;       /* enum tw__uring_zc */
     poll_slot *slots;
     int nslots, free_slot;
     /* provided buffers, made on first use */
@@ -54,9 +68,9 @@ typedef struct uring_backend {
     int br_ready;
 } uring_backend;
 
-static uring_backend *ub(tw_reactor *r)
+static inline uring_backend *ub(tw_reactor *r)
 {
-    return tw__reactor_backend_data(r);
+    return r->backend_data; /* src/core sees the reactor's struct */
 }
 
 int tw__uring_probe(void)
@@ -97,31 +111,85 @@ int tw__uring_probe(void)
     return rc;
 }
 
+/* Setup flags, best first: a kernel that refuses a set (EINVAL) gets the
+ * next. R_DISABLED (5.10) lets the running thread, not the creating one,
+ * become the single issuer. */
+static const unsigned setup_ladder[] = {
+    IORING_SETUP_R_DISABLED | IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN, /* 6.1 */
+    IORING_SETUP_R_DISABLED | IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_COOP_TASKRUN,  /* 6.0 */
+    IORING_SETUP_R_DISABLED | IORING_SETUP_COOP_TASKRUN,                               /* 5.19 */
+    0,
+};
+
+static int zc_mode_from_env(void)
+{
+    const char *v = getenv("TWIRL_URING_SEND_ZC");
+    if (!v || !*v || strcmp(v, "auto") == 0)
+        return TW__URING_ZC_AUTO;
+    if (strcmp(v, "always") == 0)
+        return TW__URING_ZC_ALWAYS;
+    if (strcmp(v, "never") == 0)
+        return TW__URING_ZC_NEVER;
+    tw_log(TW_LOG_WARN, "reactor", "unknown TWIRL_URING_SEND_ZC=%s, using auto", v);
+    return TW__URING_ZC_AUTO;
+}
+
 static int ur_init(tw_reactor *r)
 {
     uring_backend *b = calloc(1, sizeof *b);
     if (!b)
         return TW_ENOMEM;
-    struct io_uring_params p = { 0 };
-    p.flags = IORING_SETUP_CQSIZE | IORING_SETUP_R_DISABLED | IORING_SETUP_SINGLE_ISSUER |
-              IORING_SETUP_DEFER_TASKRUN;
-    p.cq_entries = CQ_ENTRIES;
-    int rc = io_uring_queue_init_params(SQ_ENTRIES, &b->ring, &p);
-    if (rc == -EINVAL) {
-        /* An older kernel: no DEFER_TASKRUN (6.1) or SINGLE_ISSUER (6.0). */
-        memset(&p, 0, sizeof p);
-        p.flags = IORING_SETUP_CQSIZE;
+    int rc = -EINVAL;
+    unsigned flags = 0;
+    for (size_t i = 0; rc == -EINVAL && i < sizeof setup_ladder / sizeof setup_ladder[0]; i++) {
+        struct io_uring_params p = { 0 };
+        flags = setup_ladder[i];
+        p.flags = IORING_SETUP_CQSIZE | flags;
         p.cq_entries = CQ_ENTRIES;
         rc = io_uring_queue_init_params(SQ_ENTRIES, &b->ring, &p);
-        b->enabled = 1;
     }
     if (rc < 0) {
         free(b);
         return rc;
     }
+    b->enabled = !(flags & IORING_SETUP_R_DISABLED);
+    /* The backend runs only where buffer rings work (tw__uring_probe), that
+     * is Linux 5.19 or later, which also has multishot accept; should a
+     * kernel still refuse it, the first accept says so (EINVAL) and the
+     * port falls back to readiness (tcp.c). */
+    b->features = TW__URING_ACCEPT_MULTI;
+    struct io_uring_probe *probe = io_uring_get_probe_ring(&b->ring);
+    if (probe) {
+        if (io_uring_opcode_supported(probe, IORING_OP_SEND_ZC))
+            b->features |= TW__URING_SEND_ZC;
+        io_uring_free_probe(probe);
+    }
+    b->send_zc = zc_mode_from_env();
+    tw_log(TW_LOG_DEBUG, "reactor", "io_uring: setup flags %#x, send zc %s", flags,
+           b->features & TW__URING_SEND_ZC ? "yes" : "no");
     b->free_slot = -1;
     tw__reactor_set_backend_data(r, b);
     return 0;
+}
+
+unsigned tw__uring_features(tw_reactor *r)
+{
+    return ub(r)->features;
+}
+
+void tw__uring_feature_off(tw_reactor *r, unsigned feature)
+{
+    ub(r)->features &= ~feature;
+}
+
+int tw__uring_send_zc_mode(tw_reactor *r)
+{
+    return ub(r)->send_zc;
+}
+
+void tw__uring_set_send_zc_mode(tw_reactor *r, int mode)
+{
+    ub(r)->send_zc = mode;
 }
 
 static void ur_fini(tw_reactor *r)
@@ -371,6 +439,32 @@ static void poll_done(tw_reactor *r, uint64_t ud, int32_t res)
 
 /* ------------------------------------------------------------ waiting */
 
+/* Hands the prepared SQEs to the kernel and waits for a completion (or
+ * ts), in one io_uring_enter, as io_uring_submit_and_wait_timeout does;
+ * done here because liburing's version loops around the call and peeks
+ * the ring on both sides of it, which per turn cost more instructions than
+ * the rest of the turn. Completions already waiting are not waited for. */
+static int submit_and_wait(uring_backend *b, const struct __kernel_timespec *ts)
+{
+    struct io_uring_sq *sq = &b->ring.sq;
+    unsigned tail = sq->sqe_tail;
+    if (sq->sqe_head != tail) {
+        sq->sqe_head = tail;
+        io_uring_smp_store_release(sq->ktail, tail); /* the SQEs before the tail */
+    }
+    unsigned to_submit = tail - io_uring_smp_load_acquire(sq->khead);
+    struct io_uring_getevents_arg arg = { .sigmask_sz = _NSIG / 8, .ts = (uint64_t)(uintptr_t)ts };
+    unsigned flags = IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG;
+    if (*b->ring.cq.khead != io_uring_smp_load_acquire(b->ring.cq.ktail)) {
+        if (!to_submit)
+            return 0;
+        flags = 0; /* only submit */
+    }
+    long rc = syscall(__NR_io_uring_enter, b->ring.ring_fd, to_submit, 1, flags,
+                      flags ? &arg : NULL, flags ? sizeof arg : 0);
+    return rc < 0 ? -errno : (int)rc;
+}
+
 static int ur_wait(tw_reactor *r, int64_t timeout_ns)
 {
     uring_backend *b = ub(r);
@@ -384,22 +478,32 @@ static int ur_wait(tw_reactor *r, int64_t timeout_ns)
         tsp = &ts;
     }
     struct io_uring_cqe *cqe;
-    int rc = io_uring_submit_and_wait_timeout(&b->ring, &cqe, 1, tsp, NULL);
+    int rc = submit_and_wait(b, tsp);
     tw_reactor_update_time(r); /* before any callback */
     if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EBUSY && rc != -EAGAIN)
         return rc;
     int n = 0;
     /* Mark each CQE seen before handling it: a handler may submit, and a
      * submission may post new completions. Bounded per call so one busy
-     * turn cannot starve timers. */
-    while (n < CQ_ENTRIES && io_uring_peek_cqe(&b->ring, &cqe) == 0) {
+     * turn cannot starve timers. The ring is read directly rather than
+     * with io_uring_peek_cqe, whose last, empty peek calls into liburing
+     * (and, when the kernel holds overflowed completions, into the kernel):
+     * the next wait flushes those anyway. */
+    struct io_uring_cq *cq = &b->ring.cq;
+    while (n < CQ_ENTRIES) {
+        unsigned head = *cq->khead;
+        if (head == io_uring_smp_load_acquire(cq->ktail))
+            break;
+        cqe = &cq->cqes[head & cq->ring_mask];
         uint64_t ud = cqe->user_data;
         int32_t res = cqe->res;
         uint32_t cflags = cqe->flags;
-        io_uring_cqe_seen(&b->ring, cqe);
+        io_uring_smp_store_release(cq->khead, head + 1);
         n++;
         if (ud & 2) {
             uint32_t flags = (cflags & IORING_CQE_F_MORE) ? TW__OP_MORE : 0;
+            if (cflags & IORING_CQE_F_NOTIF)
+                flags |= TW__OP_NOTIF;
             if (cflags & IORING_CQE_F_BUFFER)
                 flags |= TW__OP_BUFFER | (cflags & 0xffff0000u);
             tw__op *op = (tw__op *)(uintptr_t)(ud & ~(uint64_t)3);

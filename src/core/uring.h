@@ -26,4 +26,29 @@ int tw__uring_bufs_ready(tw_reactor *r);
 /* Submits every prepared SQE now (before closing a descriptor they name). */
 int tw__uring_submit_now(tw_reactor *r);
 
+/* What this reactor's ring can do beyond the basics the backend needs. */
+enum {
+    TW__URING_ACCEPT_MULTI = 1u << 0, /* multishot accept (Linux 5.19) */
+    TW__URING_SEND_ZC = 1u << 1       /* IORING_OP_SEND_ZC (Linux 6.0) */
+};
+unsigned tw__uring_features(tw_reactor *r);
+/* Stops using a feature: the kernel refused it after all, or a test wants
+ * the fallback path. Takes effect for operations started afterwards. */
+void tw__uring_feature_off(tw_reactor *r, unsigned feature);
+
+/* When stream sockets send zero-copy (uring_stream.c): AUTO to peers on
+ * other hosts only, ALWAYS (loopback too), NEVER. The default comes from
+ * $TWIRL_URING_SEND_ZC; tests and benchmarks set it per reactor. */
+enum tw__uring_zc { TW__URING_ZC_AUTO = 0, TW__URING_ZC_ALWAYS, TW__URING_ZC_NEVER };
+int tw__uring_send_zc_mode(tw_reactor *r);
+void tw__uring_set_send_zc_mode(tw_reactor *r, int mode);
+
+/* Writes of a single queued chunk this large or larger go out with SEND_ZC
+ * where allowed (never to loopback by default: it does not pay there, see
+ * uring_stream.c). Below it the page pinning and the second completion (the
+ * notification) are a fixed cost per send that copying a few KiB does not
+ * reach. Not tuned on a real NIC: tune it with bench/bench_send_zc.c's
+ * method against a remote receiver. */
+enum { TW__URING_ZC_MIN_BYTES = 16 * 1024 };
+
 #endif

@@ -39,8 +39,12 @@ enum tw__conn_flags {
     TW__CONN_SEND_INFLIGHT = 1u << 13,    /* a send is in the kernel */
     TW__CONN_TORN_DOWN = 1u << 14,        /* connection_lost delivered */
     TW__CONN_READ_EOF_PENDING = 1u << 15, /* EOF received while paused */
-    TW__CONN_ZOMBIE = 1u << 16            /* torn down, waiting for the kernel */
+    TW__CONN_ZOMBIE = 1u << 16,           /* torn down, waiting for the kernel */
+    TW__CONN_ZC_CHECKED = 1u << 17,       /* TW__CONN_ZC was decided */
+    TW__CONN_ZC = 1u << 18                /* large sends go zero-copy (uring) */
 };
+
+struct tw__zc_send; /* uring_stream.c */
 
 /* A TCP or Unix stream connection. Kept small: an idle connection costs this
  * struct (and its protocol) and nothing else — reads go through the
@@ -67,8 +71,9 @@ struct tw__conn {
     uint8_t peer_ip[16];
 #ifdef TWIRL_HAVE_URING
     tw__op recv_op, send_op;
-    tw__wbuf *stash;  /* bytes received while paused, delivered on resume */
-    uint8_t inflight; /* operations whose last completion is still due */
+    tw__wbuf *stash;        /* bytes received while paused, delivered on resume */
+    struct tw__zc_send *zc; /* the zero-copy send in flight, if any */
+    uint32_t inflight;      /* completions still due (zero-copy notifications too) */
 #endif
 };
 
@@ -117,6 +122,7 @@ typedef struct tw__net {
     int dying;                   /* the reactor is being freed */
     struct tw__wbuf *wbuf_cache; /* free small write chunks */
     struct tw__conn *zombies;    /* torn down, operations still in the kernel */
+    int ports_in_kernel;         /* stopped ports whose accept is still in the kernel */
     const tw__net_intercept *intercept;
     int wbuf_cached;
 } tw__net;

@@ -436,7 +436,8 @@ static void shut_write_side(tw__conn *c)
 /* The queue emptied: finish a pending close or half-close, wake producers. */
 static void drained(tw__conn *c)
 {
-    tw__io_set(c->base.reactor, &c->io, c->io.mask & ~TW_WRITABLE);
+    if (!(c->flags & TW__CONN_URING)) /* which never watches its fd */
+        tw__io_set(c->base.reactor, &c->io, c->io.mask & ~TW_WRITABLE);
     if (c->base.state == TW_TRANSPORT_DISCONNECTING) {
         tw__conn_close_now(c, 0);
         return;

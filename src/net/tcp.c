@@ -6,6 +6,19 @@
  * would report readiness forever — and resumes after a back-off timer or as
  * soon as any connection of the reactor closes, whichever comes first.
  *
+ * On the io_uring backend a port accepts by one multishot accept instead:
+ * the kernel accepts every connection as it comes and posts its fd, with no
+ * readiness round trip and no accept4 ending in EAGAIN. Its CQEs carry no
+ * peer address (a multishot accept would overwrite one buffer for every
+ * connection before we read it), so each new fd costs a getpeername — the
+ * one system call per connection that accept4 costs on the readiness path.
+ * A one-shot accept with an address would save it, but it takes a new SQE
+ * and a loop turn per connection, so a burst of connections would be
+ * accepted one per turn. Pausing, starving or stopping the port cancels the
+ * multishot; a port is freed only after its last CQE, as connections are
+ * (uring_stream.c). Where the kernel refuses multishot accept (EINVAL), the
+ * port falls back to readiness.
+ *
  * Connecting: a non-blocking connect(2) watched for writability, with a
  * timeout. Results are always reported from the loop, never from inside
  * tw_connect, so a caller sees the same order of callbacks whether the
@@ -23,6 +36,9 @@
 
 #include "net/net_internal.h"
 #include "twirl/log.h"
+#ifdef TWIRL_HAVE_URING
+#include "core/uring.h"
+#endif
 
 enum { ACCEPTS_PER_WAKEUP = 64 };
 
@@ -62,11 +78,12 @@ static void port_unlink(tw__net *net, struct tw_port *p);
 static void net_free_task(tw_reactor *r, tw__task *t)
 {
     tw__net *net = (tw__net *)((char *)t - offsetof(tw__net, free_task));
-    /* Completion-driven connections wait for the kernel to hand back their
-     * cancelled operations (which touch their memory): let it, briefly. */
-    for (int i = 0; net->zombies && i < 200; i++)
+    /* Completion-driven connections and ports wait for the kernel to hand
+     * back their cancelled operations (whose completions name their
+     * memory): let it, briefly. */
+    for (int i = 0; (net->zombies || net->ports_in_kernel) && i < 200; i++)
         tw__reactor_turn(r, 5 * 1000 * 1000);
-    if (net->zombies)
+    if (net->zombies || net->ports_in_kernel)
         tw_log(TW_LOG_ERROR, "tcp", "kernel operations outlived the reactor; leaking them");
     connector_free_all(net);
     while (net->wbuf_cache) {
@@ -142,12 +159,44 @@ struct tw_port {
     int paused;  /* by tw_port_pause */
     int starved; /* out of descriptors */
     int stopped;
+#ifdef TWIRL_HAVE_URING
+    tw__op accept_op;
+    uint8_t multishot;     /* accepts by multishot accept, not readiness */
+    uint8_t accept_armed;  /* the multishot accept is in the kernel */
+    uint8_t accept_cancel; /* ... and its cancel was asked for */
+    uint8_t accepted_any;  /* it gave an fd (so EINVAL is no refusal) */
+    uint8_t free_pending;  /* stopped and released: free at its last CQE */
+#endif
 };
+
+#ifdef TWIRL_HAVE_URING
+static void multishot_sync(tw_port *p, int want);
+#endif
 
 static void port_watch(tw_port *p)
 {
-    unsigned want = (!p->paused && !p->starved && !p->stopped) ? TW_READABLE : 0;
-    tw__io_set(p->reactor, &p->io, want);
+    int want = !p->paused && !p->starved && !p->stopped;
+#ifdef TWIRL_HAVE_URING
+    if (p->multishot) {
+        multishot_sync(p, want);
+        return;
+    }
+#endif
+    tw__io_set(p->reactor, &p->io, want ? TW_READABLE : 0);
+}
+
+/* Starts accepting: by multishot accept on io_uring, else by readiness. */
+static int port_start(tw_port *p)
+{
+#ifdef TWIRL_HAVE_URING
+    p->multishot = tw__reactor_completions(p->reactor) &&
+                   (tw__uring_features(p->reactor) & TW__URING_ACCEPT_MULTI) != 0;
+    if (p->multishot) {
+        multishot_sync(p, 1);
+        return 0;
+    }
+#endif
+    return tw__io_set(p->reactor, &p->io, TW_READABLE);
 }
 
 static void emfile_unlink(tw_port *p)
@@ -274,6 +323,110 @@ static void port_ready(tw_reactor *r, tw__io *io, unsigned events)
     }
 }
 
+#ifdef TWIRL_HAVE_URING
+/* ------------------------------------------------------------ multishot */
+
+static void accept_done(tw_reactor *r, tw__op *op, int32_t res, uint32_t flags);
+
+/* Arms the multishot accept when wanted, cancels it when not. A cancel on
+ * its way is let land: the last CQE re-arms if the port wants it again. */
+static void multishot_sync(tw_port *p, int want)
+{
+    if (want && !p->accept_armed) {
+        struct io_uring_sqe *sqe = tw__uring_sqe(p->reactor);
+        io_uring_prep_multishot_accept(sqe, p->io.fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        io_uring_sqe_set_data64(sqe, tw__op_tag(&p->accept_op));
+        p->accept_op.cb = accept_done;
+        p->accept_armed = 1;
+        p->accept_cancel = 0;
+    } else if (!want && p->accept_armed && !p->accept_cancel) {
+        struct io_uring_sqe *sqe = tw__uring_sqe(p->reactor);
+        io_uring_prep_cancel64(sqe, tw__op_tag(&p->accept_op), 0);
+        io_uring_sqe_set_data64(sqe, 0);
+        p->accept_cancel = 1;
+    }
+}
+
+/* An fd the kernel accepted for us. A paused port still serves it (it was
+ * accepted before the cancel landed); a stopped one has no factory. */
+static void multishot_fd(tw_port *p, int fd)
+{
+    if (p->stopped) {
+        close(fd); /* accepted while the cancel was on its way */
+        return;
+    }
+    tw_address peer = { 0 };
+    socklen_t len = sizeof peer.u;
+    if (getpeername(fd, &peer.u.sa, &len) < 0) {
+        /* Reset before we saw it (ENOTCONN): as accept4's ECONNABORTED. */
+        close(fd);
+        return;
+    }
+    peer.len = len;
+    peer.socktype = SOCK_STREAM;
+    accept_one(p, fd, &peer);
+}
+
+static void accept_done(tw_reactor *r, tw__op *op, int32_t res, uint32_t flags)
+{
+    tw_port *p = (tw_port *)((char *)op - offsetof(tw_port, accept_op));
+    int last = !(flags & TW__OP_MORE);
+    if (last)
+        p->accept_armed = p->accept_cancel = 0;
+    if (res >= 0) {
+        /* A last CQE may carry an fd too (the kernel ends the multishot
+         * when it cannot post more, e.g. a full completion queue). */
+        p->accepted_any = 1;
+        p->backoff_delay = 0;
+        multishot_fd(p, res); /* may stop or pause p: it stays valid */
+    }
+    if (p->stopped) {
+        if (last && p->free_pending) {
+            tw__net *net = tw__net_get(r);
+            if (net)
+                net->ports_in_kernel--;
+            free(p);
+        }
+        return;
+    }
+    switch (res) {
+    case -EINVAL:
+        if (last && !p->accepted_any) {
+            /* This kernel has no multishot accept after all. */
+            tw_log(TW_LOG_DEBUG, "tcp", "multishot accept refused: accepting by readiness");
+            tw__uring_feature_off(r, TW__URING_ACCEPT_MULTI);
+            p->multishot = 0;
+            port_watch(p);
+            return;
+        }
+        break;
+    case -EMFILE:
+    case -ENFILE:
+    case -ENOBUFS:
+    case -ENOMEM:
+        if (last) {
+            starve(p, res); /* resumes by re-arming */
+            return;
+        }
+        break;
+    default:
+        break;
+    }
+    if (res < 0 && res != -ECANCELED && res != -EINTR && res != -EAGAIN && res != -ECONNABORTED &&
+        res != -EPROTO && res != -EPERM) {
+        if (last) {
+            starve(p, res); /* an unknown error: logged, retried later, not at once */
+            return;
+        }
+        char where[TW_ADDRESS_TEXT_MAX];
+        tw_address_format(&p->addr, where, sizeof where);
+        tw_log(TW_LOG_ERROR, "tcp", "%s: accept: %s", where, tw_strerror(res));
+    }
+    if (last)
+        port_watch(p); /* re-arms if the port still wants connections */
+}
+#endif
+
 static int lock_unix_path(const char *path, int *lock_fd)
 {
     char lock_path[sizeof(((struct sockaddr_un *)0)->sun_path) + 8];
@@ -398,7 +551,7 @@ int tw_listen(tw_reactor *r, const tw_address *addr, const tw_listen_options *op
     }
     p->addr.len = len;
     tw__io_init(&p->io, fd, 0, port_ready);
-    if ((rc = tw__io_set(r, &p->io, TW_READABLE)) < 0)
+    if ((rc = port_start(p)) < 0)
         goto fail;
     tw_factory_do_start(f);
     if (net) {
@@ -469,6 +622,16 @@ static void port_unlink(tw__net *net, struct tw_port *p)
 static void port_free_task(tw_reactor *r, tw__task *t)
 {
     tw_port *p = (tw_port *)((char *)t - offsetof(tw_port, free_task));
+#ifdef TWIRL_HAVE_URING
+    if (p->accept_armed) {
+        /* Its cancelled accept has yet to complete: accept_done frees it. */
+        tw__net *net = tw__net_get(r);
+        if (net)
+            net->ports_in_kernel++;
+        p->free_pending = 1;
+        return;
+    }
+#endif
     free(p);
 }
 
@@ -481,6 +644,16 @@ void tw_port_stop_listening(tw_port *p)
     emfile_unlink(p);
     port_unlink(tw__net_get(p->reactor), p);
     tw__io_stop(p->reactor, &p->io);
+#ifdef TWIRL_HAVE_URING
+    if (p->multishot) {
+        multishot_sync(p, 0);
+        /* The cancel must reach the kernel before the fd closes: until
+         * then the accept holds the socket open, and connections would
+         * queue on a port nobody accepts from. */
+        if (p->accept_armed)
+            tw__uring_submit_now(p->reactor);
+    }
+#endif
     if (p->io.fd >= 0)
         close(p->io.fd);
     if (p->unix_path) {

@@ -41,10 +41,10 @@ enum tw__conn_flags {
     TW__CONN_READ_EOF_PENDING = 1u << 15, /* EOF received while paused */
     TW__CONN_ZOMBIE = 1u << 16,           /* torn down, waiting for the kernel */
     TW__CONN_ZC_CHECKED = 1u << 17,       /* TW__CONN_ZC was decided */
-    TW__CONN_ZC = 1u << 18                /* large sends go zero-copy (uring) */
+    TW__CONN_ZC = 1u << 18,               /* large sends go zero-copy (uring) */
+    TW__CONN_PEER_V4 = 1u << 19,          /* peer_ip/peer_port hold an IPv4 peer */
+    TW__CONN_PEER_V6 = 1u << 20           /* ... an IPv6 peer (neither: ask the socket) */
 };
-
-struct tw__zc_send; /* uring_stream.c */
 
 /* A TCP or Unix stream connection. Kept small: an idle connection costs this
  * struct (and its protocol) and nothing else — reads go through the
@@ -55,25 +55,24 @@ struct tw__conn {
     tw_transport base;     /* first: the transport pointer is the connection */
     tw__conn *prev, *next; /* the reactor's live connections */
     tw__io io;
-    tw__task task; /* teardown */
+    tw__conn *closing_next; /* in the reactor's queue of connections to tear down */
     tw__wbuf *wq_head, *wq_tail;
     size_t buffered;
     tw_producer *producer;
     tw_connector *connector; /* client connections */
     uint32_t high_water, low_water, write_limit;
     uint32_t flags;
-    int32_t close_err; /* -errno or TW_E* that ended it, 0 for a clean close */
+    int16_t close_err; /* -errno or TW_E* that ended it, 0 for a clean close */
     /* The peer's IP address and port, kept from accept/connect so that
      * get_peer answers even in connection_lost, after a reset (Twisted keeps
-     * transport.client too). Family 0: ask the socket. */
-    uint16_t peer_family;
+     * transport.client too). The family is in flags (TW__CONN_PEER_*). */
     uint16_t peer_port; /* network byte order */
     uint8_t peer_ip[16];
 #ifdef TWIRL_HAVE_URING
+    uint32_t inflight; /* completions still due (zero-copy notifications too) */
     tw__op recv_op, send_op;
-    tw__wbuf *stash;        /* bytes received while paused, delivered on resume */
-    struct tw__zc_send *zc; /* the zero-copy send in flight, if any */
-    uint32_t inflight;      /* completions still due (zero-copy notifications too) */
+    tw__wbuf *stash;  /* bytes received while paused, delivered on resume */
+    tw__op *send_rec; /* the send in flight when it has a record of its own */
 #endif
 };
 
@@ -119,6 +118,10 @@ typedef struct tw__net {
     struct tw_connector *connectors;
     struct tw_port *emfile_ports; /* ports paused for lack of descriptors */
     tw__task free_task;
+    /* Connections closed and waiting for their teardown (connection_lost),
+     * in the order they closed; one task tears them all down. */
+    tw__conn *closing_head, *closing_tail;
+    tw__task teardown_task;
     int dying;                   /* the reactor is being freed */
     struct tw__wbuf *wbuf_cache; /* free small write chunks */
     struct tw__conn *zombies;    /* torn down, operations still in the kernel */

@@ -25,7 +25,11 @@
 enum {
     READS_PER_WAKEUP = 16, /* fairness: then yield to other connections */
     MAX_IOV = 64,
-    WBUF_MIN = 4096 /* smallest copied chunk, so small writes coalesce */
+    WBUF_MIN = 4096, /* smallest copied chunk, so small writes coalesce */
+    /* A long queue gets chunks as large as itself, up to this: later writes
+     * coalesce into them, so one writev (or one io_uring sendmsg) carries
+     * the whole queue however small the writes were. */
+    WBUF_BIG = 256 * 1024
 };
 
 static const tw_transport_ops stream_ops;
@@ -100,6 +104,9 @@ static int wq_append_copy(tw__conn *c, const char *data, size_t len)
             return 0;
     }
     size_t cap = len < WBUF_MIN ? WBUF_MIN : len;
+    size_t grow = c->buffered < WBUF_BIG ? c->buffered : WBUF_BIG;
+    if (cap < grow)
+        cap = grow;
     tw__wbuf *b = wbuf_alloc(c->base.reactor, cap);
     if (!b)
         return TW_ENOMEM;
@@ -166,9 +173,8 @@ static tw_failure *close_reason(tw__conn *c)
                            "Connection to the other side was lost: %s", tw_strerror(c->close_err));
 }
 
-static void teardown(tw_reactor *r, tw__task *task)
+static void teardown(tw_reactor *r, tw__conn *c)
 {
-    tw__conn *c = (tw__conn *)((char *)task - offsetof(tw__conn, task));
     tw_protocol *p = c->base.protocol;
     tw_failure *reason = close_reason(c);
 
@@ -199,6 +205,21 @@ static void teardown(tw_reactor *r, tw__task *task)
     c->flags |= TW__CONN_TORN_DOWN;
     tw__conn_release(c);
     tw__net_fd_freed(r);
+}
+
+static void teardown_closing(tw_reactor *r, tw__task *task)
+{
+    tw__net *net = (tw__net *)((char *)task - offsetof(tw__net, teardown_task));
+    /* A connection_lost may close more: they join the queue and are torn
+     * down in this same run. */
+    tw__conn *c;
+    while ((c = net->closing_head)) {
+        net->closing_head = c->closing_next;
+        if (!net->closing_head)
+            net->closing_tail = NULL;
+        c->closing_next = NULL;
+        teardown(r, c);
+    }
 }
 
 void tw__conn_release(tw__conn *c)
@@ -238,7 +259,7 @@ void tw__conn_close_now(tw__conn *c, int err)
     if (c->base.state == TW_TRANSPORT_CLOSED)
         return;
     c->base.state = TW_TRANSPORT_CLOSED;
-    c->close_err = err;
+    c->close_err = (int16_t)(err >= INT16_MIN ? err : TW_ECONNECTION_LOST);
 #ifdef TWIRL_HAVE_URING
     if (c->flags & TW__CONN_URING)
         tw__uring_conn_close(c); /* cancels, submits, then closes the fd */
@@ -249,7 +270,17 @@ void tw__conn_close_now(tw__conn *c, int err)
         close(c->io.fd);
     }
     c->io.fd = -1;
-    tw__task_post(c->base.reactor, &c->task, teardown);
+    /* Torn down from a task, outside whatever callback closed it. One task
+     * per reactor serves every closing connection, in order: a connection
+     * carries a link, not a task of its own (an idle one stays small). */
+    tw__net *net = tw__net_get(c->base.reactor);
+    c->closing_next = NULL;
+    if (net->closing_tail)
+        net->closing_tail->closing_next = c;
+    else
+        net->closing_head = c;
+    net->closing_tail = c;
+    tw__task_post(c->base.reactor, &net->teardown_task, teardown_closing);
 }
 
 /* ----------------------------------------------------------- writing */
@@ -698,19 +729,18 @@ static void stream_unregister_producer(tw_transport *t)
 
 void tw__conn_set_peer(tw__conn *c, const tw_address *peer)
 {
+    c->flags &= ~(TW__CONN_PEER_V4 | TW__CONN_PEER_V6);
     switch (tw_address_family(peer)) {
     case AF_INET:
-        c->peer_family = AF_INET;
+        c->flags |= TW__CONN_PEER_V4;
         c->peer_port = peer->u.in4.sin_port;
         memcpy(c->peer_ip, &peer->u.in4.sin_addr, 4);
         break;
     case AF_INET6:
-        c->peer_family = AF_INET6;
+        c->flags |= TW__CONN_PEER_V6;
         c->peer_port = peer->u.in6.sin6_port;
         memcpy(c->peer_ip, &peer->u.in6.sin6_addr, 16);
         break;
-    default:
-        c->peer_family = 0;
     }
 }
 
@@ -719,14 +749,14 @@ static int stream_get_peer(tw_transport *t, tw_address *out)
     tw__conn *c = conn_of(t);
     memset(out, 0, sizeof *out);
     out->socktype = SOCK_STREAM;
-    if (c->peer_family == AF_INET) {
+    if (c->flags & TW__CONN_PEER_V4) {
         out->u.in4.sin_family = AF_INET;
         out->u.in4.sin_port = c->peer_port;
         memcpy(&out->u.in4.sin_addr, c->peer_ip, 4);
         out->len = sizeof out->u.in4;
         return 0;
     }
-    if (c->peer_family == AF_INET6) {
+    if (c->flags & TW__CONN_PEER_V6) {
         out->u.in6.sin6_family = AF_INET6;
         out->u.in6.sin6_port = c->peer_port;
         memcpy(&out->u.in6.sin6_addr, c->peer_ip, 16);
@@ -856,6 +886,11 @@ static const tw_transport_ops unix_ops = {
 
 /* ----------------------------------------------------------- creation */
 
+/* An idle connection costs this struct and its protocol in one block: the
+ * budget is 256 bytes of user space per idle connection on every backend,
+ * malloc's header and the poll backend's 16 bytes per descriptor included. */
+_Static_assert(sizeof(tw__conn) <= 208, "tw__conn outgrew the idle-connection budget");
+
 static size_t proto_offset(void)
 {
     return (sizeof(tw__conn) + 15) & ~(size_t)15;
@@ -878,6 +913,18 @@ tw__conn *tw__conn_new(tw_reactor *r, int fd, int is_tcp, tw_protocol *p, int pr
                        size_t write_limit, tw_connector *connector)
 {
     tw__conn *c;
+    tw__net *net = tw__net_get(r); /* where it will be torn down */
+    if (!net) {
+        close(fd);
+        if (proto_inline) {
+            if (p->ops->destroy)
+                p->ops->destroy(p);
+            free((char *)p - proto_offset());
+        } else {
+            tw_protocol_free(p);
+        }
+        return NULL;
+    }
     if (proto_inline) {
         c = (tw__conn *)((char *)p - proto_offset());
     } else {
@@ -888,7 +935,6 @@ tw__conn *tw__conn_new(tw_reactor *r, int fd, int is_tcp, tw_protocol *p, int pr
             return NULL;
         }
     }
-    tw__net *net = tw__net_get(r);
     tw_transport_init(&c->base, is_tcp ? &stream_ops : &unix_ops, r);
     c->base.protocol = p;
     tw__io_init(&c->io, fd, TW__IO_EDGE, conn_ready);

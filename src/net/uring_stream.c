@@ -5,8 +5,10 @@
  * buffer goes straight back. Pausing cancels the receive; bytes that were
  * already on their way are kept (stash) and delivered on resume.
  * Writing: writes are queued (stream.c) and one send per connection is kept
- * in flight; every send prepared during a loop turn reaches the kernel with
- * the single io_uring_enter that also waits for the next completions.
+ * in flight, taking every queued chunk (a sendmsg over up to 64 of them)
+ * when there are several; every send prepared during a loop turn reaches
+ * the kernel with the single io_uring_enter that also waits for the next
+ * completions.
  * Zero-copy: a queued chunk of TW__URING_ZC_MIN_BYTES or more may go out
  * with SEND_ZC, where the kernel takes the pages instead of copying them.
  * Its first completion says how much was sent; the kernel lets go of the
@@ -271,7 +273,7 @@ static void zc_done(tw_reactor *r, tw__op *op, int32_t res, uint32_t flags)
             tw__conn_release(c);
         return;
     }
-    c->zc = NULL;
+    c->send_rec = NULL;
     c->flags &= ~TW__CONN_SEND_INFLIGHT;
     if (res == -EOPNOTSUPP) {
         c->flags &= ~TW__CONN_ZC; /* not for this socket: send plainly */
@@ -350,7 +352,7 @@ static int send_zc(tw__conn *c, tw__wbuf *b)
     struct io_uring_sqe *sqe = tw__uring_sqe(c->base.reactor);
     io_uring_prep_send_zc(sqe, c->io.fd, b->data, b->len, MSG_NOSIGNAL | MSG_WAITALL, 0);
     io_uring_sqe_set_data64(sqe, tw__op_tag(&z->op));
-    c->zc = z;
+    c->send_rec = &z->op;
     c->flags |= TW__CONN_SEND_INFLIGHT;
     c->inflight++;
     return 0;
@@ -359,6 +361,57 @@ static int send_zc(tw__conn *c, tw__wbuf *b)
 /* A send's length is 32 bits: longer chunks go out in pieces. */
 enum { SEND_MAX_BYTES = 1u << 30 };
 
+/* ------------------------------------------------------------ gathered */
+
+/* When several chunks are queued, one sendmsg takes up to GATHER_MAX of
+ * them, as writev does on the readiness backends. Sending only the head
+ * chunk per loop turn let a peer that writes while it reads fill the queue
+ * faster than it drained: a turn can bring in many receive completions,
+ * each adding a chunk. The iovec must live until the completion, so it has
+ * a record of its own (the connection points at it to cancel it). */
+enum { GATHER_MAX = 64 };
+
+typedef struct gather_send {
+    tw__op op;
+    tw__conn *c;
+    struct msghdr msg;
+    struct iovec iov[GATHER_MAX];
+} gather_send;
+
+static void gather_done(tw_reactor *r, tw__op *op, int32_t res, uint32_t flags)
+{
+    gather_send *g = (gather_send *)op;
+    tw__conn *c = g->c;
+    free(g);
+    c->send_rec = NULL;
+    c->flags &= ~TW__CONN_SEND_INFLIGHT;
+    c->inflight--;
+    after_send(c, res, 0);
+}
+
+static int send_gathered(tw__conn *c)
+{
+    gather_send *g = malloc(sizeof *g);
+    if (!g)
+        return TW_ENOMEM; /* the plain send will do */
+    size_t n = 0, total = 0;
+    for (tw__wbuf *b = c->wq_head; b && n < GATHER_MAX && total + b->len <= SEND_MAX_BYTES;
+         b = b->next) {
+        g->iov[n++] = (struct iovec){ (void *)b->data, b->len };
+        total += b->len;
+    }
+    g->op.cb = gather_done;
+    g->c = c;
+    g->msg = (struct msghdr){ .msg_iov = g->iov, .msg_iovlen = n };
+    struct io_uring_sqe *sqe = tw__uring_sqe(c->base.reactor);
+    io_uring_prep_sendmsg(sqe, c->io.fd, &g->msg, MSG_NOSIGNAL);
+    io_uring_sqe_set_data64(sqe, tw__op_tag(&g->op));
+    c->send_rec = &g->op;
+    c->flags |= TW__CONN_SEND_INFLIGHT;
+    c->inflight++;
+    return 0;
+}
+
 void tw__uring_conn_kick(tw__conn *c)
 {
     if ((c->flags & TW__CONN_SEND_INFLIGHT) || !c->wq_head || c->base.state == TW_TRANSPORT_CLOSED)
@@ -366,6 +419,8 @@ void tw__uring_conn_kick(tw__conn *c)
     tw__wbuf *b = c->wq_head;
     if (b->len >= TW__URING_ZC_MIN_BYTES && b->len <= SEND_MAX_BYTES && zc_allowed(c) &&
         send_zc(c, b) == 0)
+        return;
+    if (b->next && b->len < SEND_MAX_BYTES && send_gathered(c) == 0)
         return;
     struct io_uring_sqe *sqe = tw__uring_sqe(c->base.reactor);
     io_uring_prep_send(sqe, c->io.fd, b->data, b->len < SEND_MAX_BYTES ? b->len : SEND_MAX_BYTES,
@@ -382,7 +437,7 @@ void tw__uring_conn_close(tw__conn *c)
     if (c->flags & TW__CONN_RECV_ARMED)
         cancel_op(c, &c->recv_op);
     if (c->flags & TW__CONN_SEND_INFLIGHT)
-        cancel_op(c, c->zc ? &c->zc->op : &c->send_op);
+        cancel_op(c, c->send_rec ? c->send_rec : &c->send_op);
     free_stash(c);
     /* Hand every prepared SQE to the kernel while the fd still names this
      * socket; then the number may be reused safely. */

@@ -3,6 +3,9 @@
  * semantics, half-close, flow control, hostile conditions. */
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -147,6 +150,118 @@ static void echo_round_trip(const char *iface, const char *connect_host)
     assert_int_equal(tw_reactor_connection_count(r), 2);
     tw_port_stop_listening(port);
     tw_reactor_free(r); /* connections still open: aborted, with connection_lost */
+}
+
+/* A peer that writes as fast as it can while it reads the echo back (the
+ * bench's "stream" shape): the server must send as fast as it receives, so
+ * its write queue stays bounded instead of growing until the write limit
+ * aborts the connection. */
+enum { STREAM_TOTAL = 32 << 20, STREAM_CHUNK = 64 << 10 };
+
+typedef struct streamer {
+    uint16_t port;
+    size_t sent, received;
+    int error;
+} streamer;
+
+static int connect_loopback(uint16_t port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sin = { .sin_family = AF_INET,
+                               .sin_port = htons(port),
+                               .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    if (fd < 0 || connect(fd, (struct sockaddr *)&sin, sizeof sin) < 0) {
+        int err = errno;
+        if (fd >= 0)
+            close(fd);
+        return -err;
+    }
+    return fd;
+}
+
+static void *stream_both_ways(void *arg)
+{
+    streamer *sp = arg;
+    int fd = connect_loopback(sp->port);
+    if (fd < 0) {
+        sp->error = -fd;
+        return NULL;
+    }
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    static char out[STREAM_CHUNK], in[STREAM_CHUNK];
+    memset(out, 'x', sizeof out);
+    while (sp->received < STREAM_TOTAL) {
+        struct pollfd pfd = { fd, POLLIN | (sp->sent < STREAM_TOTAL ? POLLOUT : 0), 0 };
+        if (poll(&pfd, 1, 10000) <= 0) {
+            sp->error = ETIMEDOUT;
+            break;
+        }
+        if (pfd.revents & POLLOUT) {
+            size_t n = STREAM_TOTAL - sp->sent < sizeof out ? STREAM_TOTAL - sp->sent : sizeof out;
+            ssize_t w = send(fd, out, n, MSG_NOSIGNAL);
+            if (w > 0)
+                sp->sent += (size_t)w;
+        }
+        if (pfd.revents & (POLLIN | POLLHUP | POLLERR)) {
+            ssize_t got = recv(fd, in, sizeof in, 0);
+            if (got <= 0 && !(got < 0 && errno == EAGAIN)) {
+                sp->error = got < 0 ? errno : ECONNRESET;
+                break;
+            }
+            if (got > 0)
+                sp->received += (size_t)got;
+        }
+    }
+    close(fd);
+    return NULL;
+}
+
+static size_t g_max_buffered;
+
+static void echo_watch_data(tw_protocol *p, const void *data, size_t len)
+{
+    echo_data(p, data, len);
+    size_t b = tw_transport_buffered(p->transport);
+    if (b > g_max_buffered)
+        g_max_buffered = b;
+}
+
+static const tw_protocol_ops echo_watch_ops = {
+    .size = sizeof(peer),
+    .connection_made = rec_made,
+    .data_received = echo_watch_data,
+    .connection_lost = rec_lost,
+};
+
+static bool stream_done(void *arg)
+{
+    stats *s = arg;
+    return s->lost > 0;
+}
+
+static void echo_keeps_up_with_a_streaming_peer(void **state)
+{
+    tw_reactor *r = tt_reactor();
+    stats ss = { 0 };
+    tw_factory server = TW_FACTORY_INIT(&echo_watch_ops, &ss);
+    tw_port *port;
+    assert_int_equal(tw_listen_tcp(r, "127.0.0.1", 0, NULL, &server, &port), 0);
+    streamer sp = { .port = port_of(port) };
+    g_max_buffered = 0;
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, stream_both_ways, &sp), 0);
+    bool done = tt_run_until(r, stream_done, &ss, 60);
+    pthread_join(th, NULL);
+    print_message("%s: %zu MiB echoed, server queue at most %zu KiB\n", tw_reactor_backend(r),
+                  sp.received >> 20, g_max_buffered >> 10);
+    assert_true(done);
+    assert_int_equal(sp.error, 0);
+    assert_int_equal(sp.received, STREAM_TOTAL);
+    /* The kernel's socket buffers hold several MiB; the queue in front of
+     * them must not grow toward the total. */
+    assert_true(g_max_buffered <= 8u << 20);
+    tw_port_stop_listening(port);
+    tw_reactor_free(r);
 }
 
 static void echo_ipv4(void **state)
@@ -1105,6 +1220,7 @@ int main(void)
         tw_log_set_level(TW_LOG_ERROR);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(echo_ipv4),
+        cmocka_unit_test(echo_keeps_up_with_a_streaming_peer),
         cmocka_unit_test(echo_ipv6),
         cmocka_unit_test(echo_dual_stack),
         cmocka_unit_test(lose_connection_flushes_everything),

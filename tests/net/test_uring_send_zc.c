@@ -118,7 +118,7 @@ static void sender_made(tw_protocol *p)
         }
         if (i == 0) {
             tw__conn *c = (tw__conn *)p->transport;
-            pl->zc_in_flight = c->zc != NULL;
+            pl->zc_in_flight = c->send_rec != NULL && (c->flags & TW__CONN_ZC);
             pl->zc_decided = (c->flags & TW__CONN_ZC_CHECKED) != 0;
             pl->zc_on = (c->flags & TW__CONN_ZC) != 0;
         }

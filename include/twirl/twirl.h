@@ -34,7 +34,6 @@
 #include "twirl/web.h"
 #include "twirl/web_client.h"
 
-
 #include "twirl/testing.h"
 
 #endif

@@ -26,54 +26,10 @@
 
 #include "tt.h"
 #include "tt_child.h"
+#include "tt_pool.h"
 
 /* Seconds any single expected event may take (generous: valgrind). */
 #define WAIT 10.0
-
-enum { MAX_CHILDREN = 4 };
-static tt_child children[MAX_CHILDREN];
-static bool in_use[MAX_CHILDREN];
-
-#define start_example(name, ...) start_bin("example_" name, (const char *const[]){ __VA_ARGS__ })
-
-static tt_child *start_bin(const char *name, const char *const args[])
-{
-    for (int i = 0; i < MAX_CHILDREN; i++) {
-        if (!in_use[i]) {
-            int rc = tt_child_start_bin(&children[i], name, args);
-            if (rc == -ENOENT)
-                fail_msg("%s is not built (build the example_* targets)", tt_bin(name));
-            if (rc < 0)
-                fail_msg("cannot start %s: %s", name, strerror(-rc));
-            in_use[i] = true;
-            return &children[i];
-        }
-    }
-    fail_msg("too many children");
-    return NULL;
-}
-
-static int exit_status(tt_child *c)
-{
-    int status = tt_child_wait(c, WAIT);
-    in_use[c - children] = false;
-    if (status == -1)
-        fail_msg("the program did not exit within %.0f s", WAIT);
-    if (!WIFEXITED(status))
-        fail_msg("the program died of signal %d", WTERMSIG(status));
-    return WEXITSTATUS(status);
-}
-
-static void stop_server(tt_child *c)
-{
-    double took;
-    int status = tt_child_stop(c, SIGTERM, WAIT, &took);
-    in_use[c - children] = false;
-    if (status == -1)
-        fail_msg("the server ignored SIGTERM for %.0f s", WAIT);
-    assert_true(WIFEXITED(status));
-    assert_int_equal(WEXITSTATUS(status), 0);
-}
 
 static uint16_t listening_port(tt_child *server)
 {
@@ -87,24 +43,16 @@ static uint16_t listening_port(tt_child *server)
     return (uint16_t)port;
 }
 
-static int connect_to(uint16_t port)
-{
-    int fd = tt_connect_loopback(port);
-    if (fd < 0)
-        fail_msg("connect to port %u: %s", port, strerror(-fd));
-    return fd;
-}
-
 static void coro_echo_server_and_client(void **state)
 {
-    tt_child *server = start_example("coro_echo_server", "0", NULL);
+    tt_child *server = tt_pool_example("coro_echo_server", "0", NULL);
     uint16_t port = listening_port(server);
     char portstr[8];
     snprintf(portstr, sizeof portstr, "%u", port);
 
     /* A plain socket: 1 MB in, the same 1 MB back, while the server's
      * writes wait for us to read. */
-    int fd = connect_to(port);
+    int fd = tt_pool_connect(port);
     enum { BIG = 1024 * 1024 };
     char *big = malloc(BIG), *back = malloc(BIG);
     for (size_t i = 0; i < BIG; i++)
@@ -128,16 +76,17 @@ static void coro_echo_server_and_client(void **state)
     free(back);
 
     /* The coroutine client, with the default line and with three of ours. */
-    tt_child *client = start_example("coro_client", "127.0.0.1", portstr, NULL);
-    assert_int_equal(exit_status(client), 0);
+    tt_child *client = tt_pool_example("coro_client", "127.0.0.1", portstr, NULL);
+    assert_int_equal(tt_pool_exit_status(client, WAIT), 0);
     assert_string_equal(client->buf, "Server said: hello, world\nConnection closed - goodbye!\n");
-    client = start_example("coro_client", "127.0.0.1", portstr, "one", "two words", "three", NULL);
-    assert_int_equal(exit_status(client), 0);
+    client =
+        tt_pool_example("coro_client", "127.0.0.1", portstr, "one", "two words", "three", NULL);
+    assert_int_equal(tt_pool_exit_status(client, WAIT), 0);
     assert_string_equal(client->buf, "Server said: one\nServer said: two words\n"
                                      "Server said: three\nConnection closed - goodbye!\n");
 
     /* Stopped with the plain socket still connected: it is closed. */
-    stop_server(server);
+    tt_pool_stop(server, WAIT);
     assert_string_equal(tt_child_rest(server, 0), "");
     char c;
     bool eof;
@@ -147,8 +96,8 @@ static void coro_echo_server_and_client(void **state)
 
     /* Nobody listening: the client says so and exits 1. */
     snprintf(portstr, sizeof portstr, "%u", tt_dead_port());
-    client = start_example("coro_client", "127.0.0.1", portstr, NULL);
-    assert_int_equal(exit_status(client), 1);
+    client = tt_pool_example("coro_client", "127.0.0.1", portstr, NULL);
+    assert_int_equal(tt_pool_exit_status(client, WAIT), 1);
     assert_true(strncmp(client->buf, "Connection failed - goodbye! (", 30) == 0);
     assert_non_null(strstr(client->buf, "refused"));
 }
@@ -164,7 +113,8 @@ static void coro_client_sees_the_server_go(void **state)
     getsockname(lfd, (struct sockaddr *)&a, &alen);
     char portstr[8];
     snprintf(portstr, sizeof portstr, "%u", ntohs(a.sin_port));
-    tt_child *client = start_example("coro_client", "127.0.0.1", portstr, "first", "second", NULL);
+    tt_child *client =
+        tt_pool_example("coro_client", "127.0.0.1", portstr, "first", "second", NULL);
     int fd = accept(lfd, NULL, NULL);
     assert_true(fd >= 0);
     const char *line = tt_recv_line(fd, WAIT);
@@ -175,7 +125,7 @@ static void coro_client_sees_the_server_go(void **state)
     assert_int_equal(send(fd, "sec", 3, MSG_NOSIGNAL), 3); /* half a reply, then gone */
     close(fd);
     close(lfd);
-    assert_int_equal(exit_status(client), 1);
+    assert_int_equal(tt_pool_exit_status(client, WAIT), 1);
     assert_true(strncmp(client->buf,
                         "Server said: first\nConnection lost - goodbye! (read_until: the "
                         "connection was closed first; 3 byte(s) stay buffered)\n",
@@ -184,12 +134,7 @@ static void coro_client_sees_the_server_go(void **state)
 
 static int teardown(void **state)
 {
-    for (int i = 0; i < MAX_CHILDREN; i++) {
-        if (in_use[i]) {
-            tt_child_kill(&children[i]);
-            in_use[i] = false;
-        }
-    }
+    tt_pool_kill_all();
     return 0;
 }
 

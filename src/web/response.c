@@ -92,6 +92,22 @@ static int parse_u64(const char *v, size_t n, uint64_t *out)
     return 0;
 }
 
+/* Room for one more response field (the array lives in the arena). */
+static int rh_reserve(tw_request *req)
+{
+    if (req->nrh < req->rh_cap)
+        return 0;
+    size_t cap = req->rh_cap ? req->rh_cap * 2 : 8;
+    tw__rheader *nrh = tw__arena_alloc(req, cap * sizeof *nrh);
+    if (!nrh)
+        return TW_ENOMEM;
+    if (req->nrh)
+        memcpy(nrh, req->rh, req->nrh * sizeof *nrh);
+    req->rh = nrh;
+    req->rh_cap = cap;
+    return 0;
+}
+
 static int put_header(tw_request *req, const char *name, size_t nlen, const char *value,
                       size_t vlen, bool replace)
 {
@@ -143,16 +159,8 @@ static int put_header(tw_request *req, const char *name, size_t nlen, const char
                 req->rh[w++] = req->rh[i];
         req->nrh = w;
     }
-    if (req->nrh == req->rh_cap) {
-        size_t cap = req->rh_cap ? req->rh_cap * 2 : 8;
-        tw__rheader *nrh = tw__arena_alloc(req, cap * sizeof *nrh);
-        if (!nrh)
-            return TW_ENOMEM;
-        if (req->nrh)
-            memcpy(nrh, req->rh, req->nrh * sizeof *nrh);
-        req->rh = nrh;
-        req->rh_cap = cap;
-    }
+    if (rh_reserve(req) < 0)
+        return TW_ENOMEM;
     char *n = tw__arena_strdup(req, name, nlen), *v = tw__arena_strdup(req, value, vlen);
     if (!n || !v)
         return TW_ENOMEM;
@@ -805,16 +813,8 @@ int tw__request_header_static(tw_request *req, const char *name, size_t nlen, co
 {
     if (!writable_head(req))
         return TW_EBUSY;
-    if (req->nrh == req->rh_cap) {
-        size_t cap = req->rh_cap ? req->rh_cap * 2 : 8;
-        tw__rheader *nrh = tw__arena_alloc(req, cap * sizeof *nrh);
-        if (!nrh)
-            return TW_ENOMEM;
-        if (req->nrh)
-            memcpy(nrh, req->rh, req->nrh * sizeof *nrh);
-        req->rh = nrh;
-        req->rh_cap = cap;
-    }
+    if (rh_reserve(req) < 0)
+        return TW_ENOMEM;
     req->rh[req->nrh++] = (tw__rheader){ name, value, (uint32_t)nlen, (uint32_t)vlen };
     return 0;
 }

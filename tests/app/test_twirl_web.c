@@ -21,41 +21,9 @@
 
 #include "tt.h"
 #include "tt_child.h"
+#include "tt_pool.h"
 
 static char *dir;
-
-/* Runs `twirl ARGS` through sh so that its log (stderr) is in the pipe. */
-static void start_twirl(tt_child *c, const char *args)
-{
-    char cmd[2048];
-    snprintf(cmd, sizeof cmd, "exec '%s' %s 2>&1", tt_bin("twirl"), args);
-    const char *argv[] = { "/bin/sh", "-c", cmd, NULL };
-    assert_int_equal(tt_child_start(c, argv), 0);
-}
-
-static uint16_t listening_port(tt_child *c)
-{
-    const char *line;
-    while ((line = tt_child_line(c, 10)) != NULL) {
-        const char *at = strstr(line, " listening on ");
-        if (at)
-            return (uint16_t)atoi(strrchr(at, ':') + 1);
-        if (strstr(line, "twirl: "))
-            fail_msg("twirl failed: %s", line);
-    }
-    fail_msg("twirl web never said where it listens");
-    return 0;
-}
-
-static int run_status(const char *args, char *out, size_t outlen)
-{
-    tt_child c;
-    start_twirl(&c, args);
-    snprintf(out, outlen, "%s", tt_child_rest(&c, 10));
-    int st = tt_child_wait(&c, 10);
-    assert_true(WIFEXITED(st));
-    return WEXITSTATUS(st);
-}
 
 static int group_setup(void **state)
 {
@@ -77,22 +45,23 @@ static int group_teardown(void **state)
 static void help_and_usage(void **state)
 {
     char out[8192], args[1200];
-    assert_int_equal(run_status("--help", out, sizeof out), 0);
+    assert_int_equal(tt_twirl_run("--help", out, sizeof out, 10), 0);
     assert_non_null(strstr(out, "web"));
-    assert_int_equal(run_status("web --help", out, sizeof out), 0);
+    assert_int_equal(tt_twirl_run("web --help", out, sizeof out, 10), 0);
     assert_non_null(strstr(out, "--path DIR"));
     assert_non_null(strstr(out, "--access-log FILE"));
     assert_non_null(strstr(out, "--index FILE"));
-    assert_int_equal(run_status("web --listen tcp:0", out, sizeof out), 2);
+    assert_int_equal(tt_twirl_run("web --listen tcp:0", out, sizeof out, 10), 2);
     assert_non_null(strstr(out, "--path DIR is required"));
-    assert_int_equal(run_status("web --listen tcp:0 --path /no/such/dir", out, sizeof out), 2);
+    assert_int_equal(tt_twirl_run("web --listen tcp:0 --path /no/such/dir", out, sizeof out, 10),
+                     2);
     assert_non_null(strstr(out, "/no/such/dir"));
     snprintf(args, sizeof args, "web --listen tcp:0 --path %s --index a/b", dir);
-    assert_int_equal(run_status(args, out, sizeof out), 2);
+    assert_int_equal(tt_twirl_run(args, out, sizeof out, 10), 2);
     snprintf(args, sizeof args, "web --listen tcp:0 --path %s --max-connections x", dir);
-    assert_int_equal(run_status(args, out, sizeof out), 2);
+    assert_int_equal(tt_twirl_run(args, out, sizeof out, 10), 2);
     snprintf(args, sizeof args, "web --listen nope:1 --path %s", dir);
-    assert_int_equal(run_status(args, out, sizeof out), 2);
+    assert_int_equal(tt_twirl_run(args, out, sizeof out, 10), 2);
 }
 
 static void serves_and_logs(void **state)
@@ -103,8 +72,8 @@ static void serves_and_logs(void **state)
              "web --listen tcp:0:interface=127.0.0.1 --path %s --access-log %s --index index.html",
              dir, log);
     tt_child c;
-    start_twirl(&c, args);
-    uint16_t port = listening_port(&c);
+    tt_twirl_start(&c, args);
+    uint16_t port = tt_twirl_port(&c, 10);
     int s = tt_connect_loopback(port);
     assert_true(s >= 0);
     const char req[] = "GET / HTTP/1.1\r\nHost: h\r\nUser-Agent: test-agent\r\n\r\n"
@@ -153,7 +122,7 @@ static void https_when_tls_is_built(void **state)
              "web --listen ssl:0:interface=127.0.0.1:privateKey=%s:certKey=%s --path %s", key, cert,
              dir);
     tt_child c;
-    start_twirl(&c, args);
+    tt_twirl_start(&c, args);
     const char *line;
     uint16_t port = 0;
     while (!port && (line = tt_child_line(&c, 10)) != NULL) {

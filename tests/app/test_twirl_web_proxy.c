@@ -34,6 +34,7 @@
 
 #include "tt.h"
 #include "tt_child.h"
+#include "tt_pool.h"
 #include "tt_web.h"
 
 #define PYTHON   "/usr/bin/python3"
@@ -89,41 +90,6 @@ static void write_pattern(const char *rel, size_t size)
         at += n;
     }
     fclose(f);
-}
-
-/* Runs `twirl ARGS` through sh so that its log (stderr) is in the pipe,
- * behind $TWIRL_CHILD_WRAPPER (e.g. valgrind) when that is set. */
-static void start_twirl(tt_child *c, const char *args)
-{
-    char cmd[4096];
-    const char *wrap = getenv("TWIRL_CHILD_WRAPPER");
-    snprintf(cmd, sizeof cmd, "exec %s '%s' %s 2>&1", wrap ? wrap : "", tt_bin("twirl"), args);
-    const char *argv[] = { "/bin/sh", "-c", cmd, NULL };
-    assert_int_equal(tt_child_start(c, argv), 0);
-}
-
-static uint16_t listening_port(tt_child *c)
-{
-    const char *line;
-    while ((line = tt_child_line(c, 20)) != NULL) {
-        const char *at = strstr(line, " listening on ");
-        if (at)
-            return (uint16_t)atoi(strrchr(at, ':') + 1);
-        if (strstr(line, "twirl: "))
-            fail_msg("twirl failed: %s", line);
-    }
-    fail_msg("twirl web never said where it listens");
-    return 0;
-}
-
-static int run_status(const char *args, char *out, size_t outlen)
-{
-    tt_child c;
-    start_twirl(&c, args);
-    snprintf(out, outlen, "%s", tt_child_rest(&c, 20));
-    int st = tt_child_wait(&c, 20);
-    assert_true(WIFEXITED(st));
-    return WEXITSTATUS(st);
 }
 
 /* Runs a shell command (curl), returns its output (static). */
@@ -213,8 +179,8 @@ static int group_setup(void **state)
              "--proxy /bad/=http://127.0.0.1:%u --proxy /dead=http://127.0.0.1:%u/x "
              "--proxy-timeout 2 --max-body 0 --shutdown-timeout 1",
              dir, dir, dir, up.port_num, py_port ? py_port : dead, dead);
-    start_twirl(&front, args);
-    port = listening_port(&front);
+    tt_twirl_start(&front, args);
+    port = tt_twirl_port(&front, 20);
     return 0;
 }
 
@@ -242,7 +208,7 @@ static void help_and_usage(void **state)
 {
     NEED_PEERS();
     char out[16384];
-    assert_int_equal(run_status("web --help", out, sizeof out), 0);
+    assert_int_equal(tt_twirl_run("web --help", out, sizeof out, 20), 0);
     assert_non_null(strstr(out, "--proxy PREFIX=URL"));
     assert_non_null(strstr(out, "--vhost NAME=DIR"));
     assert_non_null(strstr(out, "--proxy-timeout SECONDS"));
@@ -264,7 +230,7 @@ static void help_and_usage(void **state)
         char args[2048];
         snprintf(args, sizeof args, "web --listen tcp:0:interface=127.0.0.1 --path %s/def %s", dir,
                  bad[i]);
-        int st = run_status(args, out, sizeof out);
+        int st = tt_twirl_run(args, out, sizeof out, 20);
         if (st != 2)
             fail_msg("'%s' exited %d: %s", bad[i], st, out);
     }
@@ -273,8 +239,8 @@ static void help_and_usage(void **state)
     snprintf(args, sizeof args,
              "web --listen tcp:0:interface=127.0.0.1 --proxy /=http://127.0.0.1:%u/", up.port_num);
     tt_child c;
-    start_twirl(&c, args);
-    uint16_t p = listening_port(&c);
+    tt_twirl_start(&c, args);
+    uint16_t p = tt_twirl_port(&c, 20);
     const char *o = sh("curl -sS --max-time 10 http://127.0.0.1:%u/static/ 2>&1", p);
     bool listed = strstr(o, "big.bin") != NULL;
     int st = tt_child_stop(&c, SIGTERM, 10, NULL);

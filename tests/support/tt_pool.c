@@ -129,3 +129,38 @@ void tt_pool_kill_all(void)
         }
     }
 }
+
+/* ------------------------------------------------- the twirl command */
+
+void tt_twirl_start(tt_child *c, const char *args)
+{
+    char cmd[4096];
+    const char *wrap = getenv("TWIRL_CHILD_WRAPPER");
+    snprintf(cmd, sizeof cmd, "exec %s '%s' %s 2>&1", wrap ? wrap : "", tt_bin("twirl"), args);
+    const char *argv[] = { "/bin/sh", "-c", cmd, NULL };
+    assert_int_equal(tt_child_start(c, argv), 0);
+}
+
+uint16_t tt_twirl_port(tt_child *c, double timeout)
+{
+    const char *line;
+    while ((line = tt_child_line(c, timeout)) != NULL) {
+        const char *at = strstr(line, " listening on ");
+        if (at)
+            return (uint16_t)atoi(strrchr(at, ':') + 1);
+        if (strstr(line, "twirl: "))
+            fail_msg("twirl failed: %s", line);
+    }
+    fail_msg("twirl web never said where it listens");
+    return 0;
+}
+
+int tt_twirl_run(const char *args, char *out, size_t outlen, double timeout)
+{
+    tt_child c;
+    tt_twirl_start(&c, args);
+    snprintf(out, outlen, "%s", tt_child_rest(&c, timeout));
+    int st = tt_child_wait(&c, timeout);
+    assert_true(WIFEXITED(st));
+    return WEXITSTATUS(st);
+}

@@ -7,6 +7,7 @@
 #define TWIRL_TT_POOL_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "tt_child.h"
@@ -45,5 +46,20 @@ int tt_pool_connect(uint16_t port);
 
 /* Kills and reaps every child still in the pool. */
 void tt_pool_kill_all(void);
+
+/* ------------------------------------------------- the twirl command */
+
+/* Starts `twirl ARGS` (ARGS is shell words) in c, outside the pool, through
+ * sh so that its log (stderr) is in the pipe too, behind the words of
+ * $TWIRL_CHILD_WRAPPER when that is set (e.g. valgrind). */
+void tt_twirl_start(tt_child *c, const char *args);
+
+/* The port of the first "... listening on HOST:PORT" log line; fails the
+ * test on a "twirl: " error line or when none comes within timeout. */
+uint16_t tt_twirl_port(tt_child *c, double timeout);
+
+/* Runs `twirl ARGS` to its end (within timeout), its output into out;
+ * returns its exit code. */
+int tt_twirl_run(const char *args, char *out, size_t outlen, double timeout);
 
 #endif

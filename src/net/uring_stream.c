@@ -309,19 +309,14 @@ static int peer_is_local(tw__conn *c)
     tw_address peer, host;
     if (tw_transport_get_peer(&c->base, &peer) < 0 || tw_transport_get_host(&c->base, &host) < 0)
         return 1; /* unknown: the plain send is the safe choice */
-    if (tw_address_family(&peer) == AF_INET) {
-        uint32_t ip = ntohl(peer.u.in4.sin_addr.s_addr);
-        return (ip >> 24) == 127 || (tw_address_family(&host) == AF_INET &&
-                                     peer.u.in4.sin_addr.s_addr == host.u.in4.sin_addr.s_addr);
-    }
-    if (tw_address_family(&peer) == AF_INET6) {
-        const struct in6_addr *a = &peer.u.in6.sin6_addr;
-        if (IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127))
-            return 1;
-        return tw_address_family(&host) == AF_INET6 &&
-               memcmp(a, &host.u.in6.sin6_addr, sizeof *a) == 0;
-    }
-    return 1;
+    if (tw_address_is_loopback(&peer))
+        return 1;
+    /* One of our own addresses: the same host, whatever the interface. */
+    if (tw_address_family(&peer) == AF_INET && tw_address_family(&host) == AF_INET)
+        return peer.u.in4.sin_addr.s_addr == host.u.in4.sin_addr.s_addr;
+    if (tw_address_family(&peer) == AF_INET6 && tw_address_family(&host) == AF_INET6)
+        return memcmp(&peer.u.in6.sin6_addr, &host.u.in6.sin6_addr, 16) == 0;
+    return tw_address_family(&peer) != AF_INET && tw_address_family(&peer) != AF_INET6;
 }
 
 /* Decided once per connection, at its first large write: the peer's

@@ -37,37 +37,7 @@ enum { READ = 64 * 1024 };
 
 /* ------------------------------------------------- allocation counting */
 
-#ifndef TWIRL_SANITIZE
-#define COUNT_ALLOCS 1
-extern void *__libc_malloc(size_t n);
-extern void *__libc_calloc(size_t n, size_t m);
-extern void *__libc_realloc(void *p, size_t n);
-extern void __libc_free(void *p);
-static size_t allocs;
-
-void *malloc(size_t n)
-{
-    allocs++;
-    return __libc_malloc(n);
-}
-
-void *calloc(size_t n, size_t m)
-{
-    allocs++;
-    return __libc_calloc(n, m);
-}
-
-void *realloc(void *p, size_t n)
-{
-    allocs++;
-    return __libc_realloc(p, n);
-}
-
-void free(void *p)
-{
-    __libc_free(p);
-}
-#endif
+#include "alloc_count.h"
 
 static double now_s(void)
 {
@@ -211,7 +181,7 @@ static shape measure(const char *label, const tw_line_receiver_ops *ops, char **
         }
         size_t lines = 0, before = 0;
 #ifdef COUNT_ALLOCS
-        before = allocs;
+        before = allocations;
 #endif
         double t0 = now_s();
         if (floor) {
@@ -226,7 +196,7 @@ static shape measure(const char *label, const tw_line_receiver_ops *ops, char **
         }
         double dt = now_s() - t0;
 #ifdef COUNT_ALLOCS
-        double per_read = (double)(allocs - before) / (double)reads;
+        double per_read = (double)(allocations - before) / (double)reads;
 #else
         double per_read = -1;
         (void)before;

@@ -16,30 +16,7 @@
 #include "twirl/testing.h"
 #include "twirl/web.h"
 
-/* Every allocation in the process is counted: the server must make none
- * per request once a connection is warm. */
-extern void *__libc_malloc(size_t n);
-extern void *__libc_calloc(size_t n, size_t m);
-extern void *__libc_realloc(void *p, size_t n);
-static unsigned long allocations;
-
-void *malloc(size_t n)
-{
-    allocations++;
-    return __libc_malloc(n);
-}
-
-void *calloc(size_t n, size_t m)
-{
-    allocations++;
-    return __libc_calloc(n, m);
-}
-
-void *realloc(void *p, size_t n)
-{
-    allocations++;
-    return __libc_realloc(p, n);
-}
+#include "alloc_count.h"
 
 static int hello_get(tw_resource *r, tw_request *req)
 {

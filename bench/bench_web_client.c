@@ -37,33 +37,7 @@
 
 /* ------------------------------------------------- allocation counting */
 
-#ifndef TWIRL_SANITIZE
-#define COUNT_ALLOCS 1
-extern void *__libc_malloc(size_t n);
-extern void *__libc_calloc(size_t n, size_t m);
-extern void *__libc_realloc(void *p, size_t n);
-static unsigned long allocations;
-
-void *malloc(size_t n)
-{
-    allocations++;
-    return __libc_malloc(n);
-}
-
-void *calloc(size_t n, size_t m)
-{
-    allocations++;
-    return __libc_calloc(n, m);
-}
-
-void *realloc(void *p, size_t n)
-{
-    allocations++;
-    return __libc_realloc(p, n);
-}
-#else
-static unsigned long allocations;
-#endif
+#include "alloc_count.h"
 
 static double cpu_ns(void)
 {

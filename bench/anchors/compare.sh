@@ -75,6 +75,7 @@ CFLAGS="-O2 -Wall -Wextra"
 gcc $CFLAGS -o "$B/echoload" echoload.c &&
     gcc $CFLAGS -o "$B/holdconns" holdconns.c &&
     gcc $CFLAGS -o "$B/raw_epoll_echo" raw_epoll_echo.c &&
+    gcc $CFLAGS -o "$B/raw_epoll_http" raw_epoll_http.c &&
     gcc $CFLAGS -o "$B/uv_echo" uv_echo.c -luv &&
     gcc $CFLAGS -o "$B/ev_echo" ev_echo.c -levent &&
     gcc $CFLAGS -o "$B/evhttp_hello" evhttp_hello.c -levent || { log "build failed"; exit 1; }
@@ -299,6 +300,8 @@ start_http() {
     wait_listen 19106 || log "ERROR: h2o mruby port 19106 not listening"
     PID[h2o_mruby]=${PID[h2o]:-}; PORT[h2o_mruby]=19106
     start_srv evhttp 19104 "$B/evhttp_hello" 19104
+    # the floor: canned answers, no parsing (what the kernel alone costs)
+    start_srv raw_http 19111 "$B/raw_epoll_http" 19111
     # twirl: "Hello, World!" from memory at / and $W under /static/ (the
     # twin of twisted_http.py), and `twirl web` serving $W itself, whose
     # hello is the 13-byte hello.txt through the static file resource.
@@ -318,9 +321,9 @@ start_http() {
 }
 stop_http() {
     unset "PID[h2o_mruby]"
-    for s in twisted_web twisted_web_log nginx h2o evhttp twirl twirl_uring twirl_file; do stop_srv $s; done
+    for s in twisted_web twisted_web_log nginx h2o evhttp raw_http twirl twirl_uring twirl_file; do stop_srv $s; done
 }
-HTTP_SERVERS="twisted_web twisted_web_log nginx h2o h2o_mruby evhttp twirl twirl_uring twirl_file"
+HTTP_SERVERS="twisted_web twisted_web_log nginx h2o h2o_mruby evhttp raw_http twirl twirl_uring twirl_file"
 STATIC_SERVERS="nginx h2o twisted_web twirl twirl_uring twirl_file"
 # twirl_file serves $W at its root: hello.txt (the static resource, as h2o's
 # file.file) and 1m.bin; everyone else answers / and /static/1m.bin.

@@ -66,7 +66,16 @@ typedef struct uring_backend {
     struct io_uring_buf_ring *br;
     char *bufs;
     int br_ready;
+    struct buf_hold *holds; /* one per buffer */
+    unsigned held;          /* buffers out of the ring */
 } uring_backend;
+
+/* Who still needs a received buffer (tw__uring_buf_hold). */
+typedef struct buf_hold {
+    uring_backend *b;
+    unsigned short bid;
+    unsigned short refs;
+} buf_hold;
 
 static inline uring_backend *ub(tw_reactor *r)
 {
@@ -196,6 +205,7 @@ static void ur_fini(tw_reactor *r)
 {
     uring_backend *b = ub(r);
     free(b->slots);
+    free(b->holds);
     if (b->br_ready)
         io_uring_unregister_buf_ring(&b->ring, TW__URING_BUF_GROUP);
     io_uring_queue_exit(&b->ring);
@@ -241,6 +251,11 @@ static int bufs_ensure(uring_backend *b)
         b->bufs = NULL;
         return TW_ENOMEM;
     }
+    b->holds = calloc(BUF_ENTRIES, sizeof *b->holds);
+    if (!b->holds)
+        return TW_ENOMEM;
+    for (unsigned i = 0; i < BUF_ENTRIES; i++)
+        b->holds[i] = (buf_hold){ b, (unsigned short)i, 0 };
     io_uring_buf_ring_init(b->br);
     struct io_uring_buf_reg reg = { .ring_addr = (uintptr_t)b->br,
                                     .ring_entries = BUF_ENTRIES,
@@ -267,12 +282,41 @@ size_t tw__uring_buf_size(tw_reactor *r)
     return BUF_BYTES;
 }
 
-void tw__uring_buf_recycle(tw_reactor *r, unsigned bid)
+void *tw__uring_buf_hold(tw_reactor *r, unsigned bid)
 {
     uring_backend *b = ub(r);
-    io_uring_buf_ring_add(b->br, b->bufs + (size_t)bid * BUF_BYTES, BUF_BYTES, (unsigned short)bid,
+    buf_hold *h = &b->holds[bid];
+    if (h->refs++ == 0)
+        b->held++;
+    return h;
+}
+
+void tw__uring_buf_unref(void *held)
+{
+    buf_hold *h = held;
+    if (--h->refs > 0)
+        return;
+    uring_backend *b = h->b;
+    b->held--;
+    io_uring_buf_ring_add(b->br, b->bufs + (size_t)h->bid * BUF_BYTES, BUF_BYTES, h->bid,
                           io_uring_buf_ring_mask(BUF_ENTRIES), 0);
     io_uring_buf_ring_advance(b->br, 1);
+}
+
+void *tw__uring_buf_lend(tw_reactor *r, const void *data, size_t len)
+{
+    uring_backend *b = ub(r);
+    uintptr_t p = (uintptr_t)data, base = (uintptr_t)b->bufs;
+    if (!b->bufs || p < base || p - base >= (size_t)BUF_ENTRIES * BUF_BYTES)
+        return NULL;
+    size_t off = p - base;
+    buf_hold *h = &b->holds[off / BUF_BYTES];
+    /* Half the ring stays for receiving: a slow peer's queue must not
+     * starve every other connection of buffers. */
+    if (h->refs == 0 || off % BUF_BYTES + len > BUF_BYTES || b->held > BUF_ENTRIES / 2)
+        return NULL;
+    h->refs++;
+    return h;
 }
 
 int tw__uring_bufs_ready(tw_reactor *r)

@@ -18,8 +18,18 @@ struct io_uring_sqe *tw__uring_sqe(tw_reactor *r);
 enum { TW__URING_BUF_GROUP = 1 };
 void *tw__uring_buf(tw_reactor *r, unsigned bid);
 size_t tw__uring_buf_size(tw_reactor *r);
-/* Gives a buffer back to the kernel once its bytes were consumed. */
-void tw__uring_buf_recycle(tw_reactor *r, unsigned bid);
+/* A received buffer stays out of the kernel's ring while anything refers to
+ * it: the delivery of its bytes holds it (tw__uring_buf_hold, then
+ * tw__uring_buf_unref once the protocol returns), and so does each queued
+ * write that points into it (tw__uring_buf_lend), so that a protocol which
+ * writes back what it was given (an echo, a proxy) is sent from the
+ * buffer itself instead of a copy. The last reference gives it back. */
+void *tw__uring_buf_hold(tw_reactor *r, unsigned bid);
+void tw__uring_buf_unref(void *held);
+/* When [data, data+len) lies in a held buffer and lending leaves the ring
+ * enough buffers, takes one more reference and returns it (release it with
+ * tw__uring_buf_unref); otherwise NULL, and the caller copies. */
+void *tw__uring_buf_lend(tw_reactor *r, const void *data, size_t len);
 /* Registers the buffer ring on first use. Returns 0 or a negative code. */
 int tw__uring_bufs_ready(tw_reactor *r);
 
@@ -50,5 +60,9 @@ void tw__uring_set_send_zc_mode(tw_reactor *r, int mode);
  * reach. Not tuned on a real NIC: tune it with bench/bench_send_zc.c's
  * method against a remote receiver. */
 enum { TW__URING_ZC_MIN_BYTES = 16 * 1024 };
+
+/* A copying write at least this large goes to send(2) at once when nothing
+ * is queued before it (stream.c); smaller ones wait for the submission. */
+enum { TW__URING_DIRECT_MIN_BYTES = 16 * 1024 };
 
 #endif

@@ -21,6 +21,9 @@
 
 #include "net/net_internal.h"
 #include "twirl/log.h"
+#ifdef TWIRL_HAVE_URING
+#include "core/uring.h"
+#endif
 
 enum {
     READS_PER_WAKEUP = 16, /* fairness: then yield to other connections */
@@ -29,7 +32,8 @@ enum {
     /* A long queue gets chunks as large as itself, up to this: later writes
      * coalesce into them, so one writev (or one io_uring sendmsg) carries
      * the whole queue however small the writes were. */
-    WBUF_BIG = 256 * 1024
+    WBUF_BIG = 256 * 1024,
+    REF_MIN = 513 /* smaller lent bytes are cheaper copied than tracked */
 };
 
 static const tw_transport_ops stream_ops;
@@ -334,6 +338,22 @@ static int write_error(tw__conn *c, int err)
     return -err;
 }
 
+/* Whether a copying write goes straight to send(2) before anything is
+ * queued. Readiness backends always try. io_uring queues small writes, so
+ * that one submission carries every send of the turn, but sends a large
+ * one at once: a system call costs less than copying it into the queue. */
+static int send_first(const tw__conn *c, size_t len)
+{
+    if (c->wq_head)
+        return 0;
+#ifdef TWIRL_HAVE_URING
+    if (c->flags & TW__CONN_URING)
+        return len >= TW__URING_DIRECT_MIN_BYTES;
+#endif
+    (void)len;
+    return 1;
+}
+
 static int stream_write(tw_transport *t, const void *data, size_t len)
 {
     tw__conn *c = conn_of(t);
@@ -342,7 +362,7 @@ static int stream_write(tw_transport *t, const void *data, size_t len)
         return TW_ECLOSED;
     if (len == 0)
         return 0;
-    if (!c->wq_head && !(c->flags & TW__CONN_URING)) {
+    if (send_first(c, len)) {
         ssize_t n;
         do
             n = send(c->io.fd, data, len, MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -359,6 +379,18 @@ static int stream_write(tw_transport *t, const void *data, size_t len)
         data = (const char *)data + n;
         len -= (size_t)n;
     }
+#ifdef TWIRL_HAVE_URING
+    /* Bytes of the buffer being delivered (an echo) are sent from it. */
+    void *held;
+    if ((c->flags & TW__CONN_URING) && len >= REF_MIN &&
+        (held = tw__uring_buf_lend(c->base.reactor, data, len))) {
+        if (wq_append_ref(c, data, len, tw__uring_buf_unref, held) < 0) {
+            tw__uring_buf_unref(held);
+            return write_error(c, ENOMEM);
+        }
+        return after_queue(c);
+    }
+#endif
     if (wq_append_copy(c, data, len) < 0)
         return write_error(c, ENOMEM);
     return after_queue(c);
@@ -376,7 +408,7 @@ static int stream_writev(tw_transport *t, const struct iovec *iov, int iovcnt)
     if (total == 0)
         return 0;
     size_t sent = 0;
-    if (!c->wq_head && !(c->flags & TW__CONN_URING)) {
+    if (send_first(c, total)) {
         struct msghdr msg = { .msg_iov = (struct iovec *)iov,
                               .msg_iovlen = (size_t)(iovcnt < 1024 ? iovcnt : 1024) };
         ssize_t n;
@@ -441,7 +473,7 @@ static int stream_write_ref(tw_transport *t, const void *data, size_t len, tw_fr
         len -= (size_t)n;
     }
     /* Small remainders are cheaper copied than tracked. */
-    if (len <= 512) {
+    if (len < REF_MIN) {
         int rc = wq_append_copy(c, data, len);
         if (release)
             release(arg);
@@ -590,9 +622,10 @@ static void conn_ready(tw_reactor *r, tw__io *io, unsigned events)
     if (c->base.state == TW_TRANSPORT_CLOSED)
         return;
     if (events & TW_WRITABLE) {
-        if (c->wq_head)
-            flush(c);
-        else if (c->producer && !(c->flags & TW__CONN_PRODUCER_STREAMING))
+        if (c->wq_head) {
+            if (!(c->flags & TW__CONN_URING)) /* io_uring sends on its own */
+                flush(c);
+        } else if (c->producer && !(c->flags & TW__CONN_PRODUCER_STREAMING))
             tw__conn_sent(c); /* a pull producer's turn (fed by a write) */
         if (c->base.state == TW_TRANSPORT_CLOSED)
             return;

@@ -120,10 +120,10 @@ static void recv_done(tw_reactor *r, tw__op *op, int32_t res, uint32_t flags)
         c->inflight--;
     }
     if (flags & TW__OP_BUFFER) {
-        unsigned bid = flags >> 16;
+        void *held = tw__uring_buf_hold(r, flags >> 16);
         if (res > 0 && c->base.state == TW_TRANSPORT_OPEN &&
             !(c->flags & (TW__CONN_READ_EOF | TW__CONN_STOPPED))) {
-            const char *data = tw__uring_buf(r, bid);
+            const char *data = tw__uring_buf(r, flags >> 16);
             if (wants_reading(c) && !c->stash) {
                 deliver(c, data, (size_t)res);
             } else {
@@ -131,7 +131,7 @@ static void recv_done(tw_reactor *r, tw__op *op, int32_t res, uint32_t flags)
                 drain_stash(c);
             }
         }
-        tw__uring_buf_recycle(r, bid);
+        tw__uring_buf_unref(held); /* unless a write still points into it */
     }
     if (c->flags & TW__CONN_TORN_DOWN) {
         tw__conn_release(c); /* frees when nothing else is due */

@@ -272,6 +272,129 @@ static void echo_keeps_up_with_a_streaming_peer(void **state)
     tw_reactor_free(r);
 }
 
+/* Every echoed byte must come back as sent, while a second connection
+ * whose peer does not read holds megabytes of echo in the server's queue.
+ * (Under io_uring an echo is sent from the very buffers it was received
+ * in; those held by the stalled queue must stay intact, and enough must
+ * stay free for the other connection to keep receiving.) */
+enum { CHECKED_TOTAL = 24 << 20, STALLED_TOTAL = 8 << 20 };
+
+static unsigned char pattern(size_t i, unsigned seed)
+{
+    return (unsigned char)(((i ^ (i >> 13)) * 131u) + (i >> 16) + seed);
+}
+
+/* Sends len pattern bytes on fd and, unless skip_reading, checks the echo;
+ * returns 0 or an errno. */
+static int exchange(int fd, size_t len, unsigned seed, int skip_reading)
+{
+    static unsigned char out[STREAM_CHUNK], in[STREAM_CHUNK];
+    size_t sent = 0, received = 0;
+    while (sent < len || (!skip_reading && received < len)) {
+        struct pollfd pfd = { fd, (skip_reading ? 0 : POLLIN) | (sent < len ? POLLOUT : 0), 0 };
+        if (poll(&pfd, 1, 10000) <= 0)
+            return ETIMEDOUT;
+        if (pfd.revents & POLLOUT) {
+            size_t n = len - sent < sizeof out ? len - sent : sizeof out;
+            for (size_t i = 0; i < n; i++)
+                out[i] = pattern(sent + i, seed);
+            ssize_t w = send(fd, out, n, MSG_NOSIGNAL);
+            if (w > 0)
+                sent += (size_t)w;
+        }
+        if (pfd.revents & (POLLIN | POLLHUP | POLLERR)) {
+            ssize_t got = recv(fd, in, sizeof in, 0);
+            if (got <= 0 && !(got < 0 && errno == EAGAIN))
+                return got < 0 ? errno : ECONNRESET;
+            for (ssize_t i = 0; i < got; i++)
+                if (in[i] != pattern(received + (size_t)i, seed))
+                    return EILSEQ;
+            if (got > 0)
+                received += (size_t)got;
+        }
+    }
+    return 0;
+}
+
+/* The child: a stalled connection first, then a checked stream on
+ * another, then the stalled one reads and checks its echo. */
+static int stall_one_stream_another(uint16_t port)
+{
+    int stalled = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int small = 4096;
+    setsockopt(stalled, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    struct sockaddr_in sin = { .sin_family = AF_INET,
+                               .sin_port = htons(port),
+                               .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    if (connect(stalled, (struct sockaddr *)&sin, sizeof sin) < 0)
+        return 10;
+    fcntl(stalled, F_SETFL, fcntl(stalled, F_GETFL) | O_NONBLOCK);
+    if (exchange(stalled, STALLED_TOTAL, 7, 1) != 0)
+        return 11;
+    int fd = connect_loopback(port);
+    if (fd < 0)
+        return 12;
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    int rc = exchange(fd, CHECKED_TOTAL, 0, 0);
+    close(fd);
+    if (rc != 0)
+        return rc == EILSEQ ? 13 : 14;
+    /* now read the stalled echo back: nothing more to send */
+    static unsigned char in[STREAM_CHUNK];
+    size_t received = 0;
+    while (received < STALLED_TOTAL) {
+        struct pollfd pfd = { stalled, POLLIN, 0 };
+        if (poll(&pfd, 1, 10000) <= 0)
+            return 15;
+        ssize_t got = recv(stalled, in, sizeof in, 0);
+        if (got <= 0 && !(got < 0 && errno == EAGAIN))
+            return 16;
+        for (ssize_t i = 0; i < got; i++)
+            if (in[i] != pattern(received + (size_t)i, 7))
+                return 17;
+        if (got > 0)
+            received += (size_t)got;
+    }
+    close(stalled);
+    return 0;
+}
+
+static bool child_exited(void *arg)
+{
+    int *status = arg;
+    return waitpid((pid_t)status[0], &status[1], WNOHANG) == (pid_t)status[0];
+}
+
+static void echo_keeps_every_byte_beside_a_stalled_peer(void **state)
+{
+    tw_reactor *r = tt_reactor();
+    stats ss = { 0 };
+    tw_factory server = TW_FACTORY_INIT(&echo_watch_ops, &ss);
+    tw_port *port;
+    assert_int_equal(tw_listen_tcp(r, "127.0.0.1", 0, NULL, &server, &port), 0);
+    g_max_buffered = 0;
+    pid_t child = fork(); /* a process: see echo_keeps_up_with_a_streaming_peer */
+    assert_true(child >= 0);
+    if (child == 0)
+        _exit(stall_one_stream_another(port_of(port)));
+    int status[2] = { child, 0 };
+    bool done = tt_run_until(r, child_exited, status, 120);
+    if (!done) {
+        kill(child, SIGKILL);
+        waitpid(child, &status[1], 0);
+    }
+    print_message("%s: %zu MiB echoed, stalled queue at most %zu KiB\n", tw_reactor_backend(r),
+                  ss.received >> 20, g_max_buffered >> 10);
+    assert_true(done);
+    assert_true(WIFEXITED(status[1]));
+    assert_int_equal(WEXITSTATUS(status[1]), 0);
+    assert_int_equal(ss.received, CHECKED_TOTAL + STALLED_TOTAL);
+    /* the stalled echo really waited in the server's queue */
+    assert_true(g_max_buffered >= 1u << 20);
+    tw_port_stop_listening(port);
+    tw_reactor_free(r);
+}
+
 static void echo_ipv4(void **state)
 {
     echo_round_trip("127.0.0.1", "127.0.0.1");
@@ -1229,6 +1352,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(echo_ipv4),
         cmocka_unit_test(echo_keeps_up_with_a_streaming_peer),
+        cmocka_unit_test(echo_keeps_every_byte_beside_a_stalled_peer),
         cmocka_unit_test(echo_ipv6),
         cmocka_unit_test(echo_dual_stack),
         cmocka_unit_test(lose_connection_flushes_everything),

@@ -43,7 +43,7 @@ enum {
     SQ_ENTRIES = 1024,
     CQ_ENTRIES = 8192,
     BUF_ENTRIES = 256,    /* power of two */
-    BUF_BYTES = 16 * 1024 /* one receive's worth */
+    BUF_BYTES = 32 * 1024 /* one receive's worth */
 };
 
 /* A poll registration: the CQE names the slot and the generation of the

@@ -362,6 +362,19 @@ static int stream_write(tw_transport *t, const void *data, size_t len)
         return TW_ECLOSED;
     if (len == 0)
         return 0;
+#ifdef TWIRL_HAVE_URING
+    /* Bytes of the buffer being delivered (an echo, a proxy) are queued by
+     * reference and leave with the turn's one submission. */
+    void *held;
+    if ((c->flags & TW__CONN_URING) && len >= REF_MIN &&
+        (held = tw__uring_buf_lend(c->base.reactor, data, len))) {
+        if (wq_append_ref(c, data, len, tw__uring_buf_unref, held) < 0) {
+            tw__uring_buf_unref(held);
+            return write_error(c, ENOMEM);
+        }
+        return after_queue(c);
+    }
+#endif
     if (send_first(c, len)) {
         ssize_t n;
         do
@@ -379,18 +392,6 @@ static int stream_write(tw_transport *t, const void *data, size_t len)
         data = (const char *)data + n;
         len -= (size_t)n;
     }
-#ifdef TWIRL_HAVE_URING
-    /* Bytes of the buffer being delivered (an echo) are sent from it. */
-    void *held;
-    if ((c->flags & TW__CONN_URING) && len >= REF_MIN &&
-        (held = tw__uring_buf_lend(c->base.reactor, data, len))) {
-        if (wq_append_ref(c, data, len, tw__uring_buf_unref, held) < 0) {
-            tw__uring_buf_unref(held);
-            return write_error(c, ENOMEM);
-        }
-        return after_queue(c);
-    }
-#endif
     if (wq_append_copy(c, data, len) < 0)
         return write_error(c, ENOMEM);
     return after_queue(c);

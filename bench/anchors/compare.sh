@@ -28,7 +28,7 @@
 set -u
 cd "$(dirname "$0")" || exit 1
 D=$PWD
-TB=${TWIRL_BUILD:?set TWIRL_BUILD to a twirl build directory}
+TB=$(cd "${TWIRL_BUILD:?set TWIRL_BUILD to a twirl build directory}" && pwd) || exit 2
 B=$TB/anchors
 R=$TB/anchors-run
 W=$TB/anchors-www

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -23,9 +24,36 @@ int64_t tw__monotonic_ns(void)
 
 /* ------------------------------------------------------------------ I/O */
 
+/* Every io callback the process has named, slot 0 for none. Filled without
+ * a lock: reactors on several threads may name the same callback at once,
+ * and a slot, once set, never changes. */
+static _Atomic(tw__io_fn) io_callbacks[TW__IO_CALLBACKS];
+
+static uint8_t io_callback_index(tw__io_fn cb)
+{
+    if (!cb)
+        return 0;
+    for (unsigned i = 1; i < TW__IO_CALLBACKS; i++) {
+        tw__io_fn seen = atomic_load_explicit(&io_callbacks[i], memory_order_acquire);
+        if (!seen && atomic_compare_exchange_strong_explicit(
+                         &io_callbacks[i], &seen, cb, memory_order_acq_rel, memory_order_acquire))
+            return (uint8_t)i;
+        if (seen == cb)
+            return (uint8_t)i;
+    }
+    abort(); /* more callbacks than the library has: a bug */
+}
+
+static inline void io_call(tw_reactor *r, tw__io *io, unsigned events)
+{
+    atomic_load_explicit(&io_callbacks[io->cb], memory_order_acquire)(r, io, events);
+}
+
 void tw__io_init(tw__io *io, int fd, unsigned flags, tw__io_fn cb)
 {
-    *io = (tw__io){ .fd = fd, .flags = (uint8_t)flags, .poll_index = -1, .cb = cb };
+    *io = (tw__io){
+        .fd = fd, .flags = (uint8_t)flags, .poll_index = -1, .cb = io_callback_index(cb)
+    };
 }
 
 int tw__io_set(tw_reactor *r, tw__io *io, unsigned mask)
@@ -88,7 +116,7 @@ void tw__io_ready(tw_reactor *r, uintptr_t tagged, unsigned events)
     if (events & (TW_HANGUP | TW_ERROR))
         wanted |= io->mask | (events & (TW_HANGUP | TW_ERROR));
     if (wanted & (TW_READABLE | TW_WRITABLE))
-        io->cb(r, io, wanted);
+        io_call(r, io, wanted);
 }
 
 static void run_fed(tw_reactor *r)
@@ -104,7 +132,7 @@ static void run_fed(tw_reactor *r)
         io->fed = 0;
         io->fed_next = NULL;
         io->fed_events = 0;
-        io->cb(r, io, events);
+        io_call(r, io, events);
     }
 }
 

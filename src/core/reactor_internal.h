@@ -42,10 +42,14 @@ struct tw__io {
     uint8_t instance;   /* flipped at every stop */
     uint8_t fed;        /* on the reactor's feed list */
     uint8_t fed_events;
+    uint8_t cb; /* its callback, by index (tw__io_init), so an idle
+                           connection carries a byte instead of a pointer */
     tw__io *fed_next;
-    tw__io_fn cb;
 };
 
+/* cb may be NULL (an io that is never watched). The process knows at most
+ * TW__IO_CALLBACKS distinct callbacks; there are a dozen in the library. */
+enum { TW__IO_CALLBACKS = 32 };
 void tw__io_init(tw__io *io, int fd, unsigned flags, tw__io_fn cb);
 /* Sets the wanted events (0 keeps the registration idle). Returns 0 or -errno. */
 int tw__io_set(tw_reactor *r, tw__io *io, unsigned mask);
@@ -81,13 +85,21 @@ struct tw__op {
 enum {
     TW__OP_MORE = 1u << 0,   /* more completions will come for this operation */
     TW__OP_BUFFER = 1u << 1, /* a provided buffer holds the data: id in bits 16+ */
-    TW__OP_NOTIF = 1u << 2   /* a zero-copy send's notification: its buffer is free */
+    TW__OP_NOTIF = 1u << 2,  /* a zero-copy send's notification: its buffer is free */
+    TW__OP_SECOND = 1u << 3  /* tagged with tw__op_tag_second */
 };
 
 /* The value to store in an SQE's user_data for op. */
 static inline uint64_t tw__op_tag(const tw__op *op)
 {
     return (uint64_t)(uintptr_t)op | 2u; /* bit 1: a completion, not a poll */
+}
+
+/* A second, distinct tag for the same record, so that one tw__op can serve
+ * two operations in flight at once; its completions carry TW__OP_SECOND. */
+static inline uint64_t tw__op_tag_second(const tw__op *op)
+{
+    return (uint64_t)(uintptr_t)op | 6u; /* records are pointer-aligned */
 }
 
 /* True when the reactor drives sockets by completions (the uring backend);

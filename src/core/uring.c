@@ -550,7 +550,9 @@ static int ur_wait(tw_reactor *r, int64_t timeout_ns)
                 flags |= TW__OP_NOTIF;
             if (cflags & IORING_CQE_F_BUFFER)
                 flags |= TW__OP_BUFFER | (cflags & 0xffff0000u);
-            tw__op *op = (tw__op *)(uintptr_t)(ud & ~(uint64_t)3);
+            if (ud & 4)
+                flags |= TW__OP_SECOND;
+            tw__op *op = (tw__op *)(uintptr_t)(ud & ~(uint64_t)7);
             op->cb(r, op, res, flags);
         } else if (ud) {
             poll_done(r, ud, res);

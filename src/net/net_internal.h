@@ -70,9 +70,9 @@ struct tw__conn {
     uint8_t peer_ip[16];
 #ifdef TWIRL_HAVE_URING
     uint32_t inflight; /* completions still due (zero-copy notifications too) */
-    tw__op recv_op, send_op;
-    tw__wbuf *stash;  /* bytes received while paused, delivered on resume */
-    tw__op *send_rec; /* the send in flight when it has a record of its own */
+    tw__op op;         /* the receive's, and the plain send's (second tag) */
+    tw__wbuf *stash;   /* bytes received while paused, delivered on resume */
+    tw__op *send_rec;  /* the send in flight when it has a record of its own */
 #endif
 };
 

@@ -923,7 +923,7 @@ static const tw_transport_ops unix_ops = {
 /* An idle connection costs this struct and its protocol in one block: the
  * budget is 256 bytes of user space per idle connection on every backend,
  * malloc's header and the poll backend's 16 bytes per descriptor included. */
-_Static_assert(sizeof(tw__conn) <= 208, "tw__conn outgrew the idle-connection budget");
+_Static_assert(sizeof(tw__conn) <= 192, "tw__conn outgrew the idle-connection budget");
 
 static size_t proto_offset(void)
 {

@@ -42,6 +42,8 @@
 
 #define CONN_OF(op, field) ((tw__conn *)((char *)(op)-offsetof(tw__conn, field)))
 
+static void op_done(tw_reactor *r, tw__op *op, int32_t res, uint32_t flags);
+
 static int wants_reading(const tw__conn *c)
 {
     return c->base.state == TW_TRANSPORT_OPEN &&
@@ -55,16 +57,16 @@ static void arm_recv(tw__conn *c)
     io_uring_prep_recv_multishot(sqe, c->io.fd, NULL, 0, 0);
     sqe->flags |= IOSQE_BUFFER_SELECT;
     sqe->buf_group = TW__URING_BUF_GROUP;
-    io_uring_sqe_set_data64(sqe, tw__op_tag(&c->recv_op));
+    io_uring_sqe_set_data64(sqe, tw__op_tag(&c->op));
     c->flags |= TW__CONN_RECV_ARMED;
     c->flags &= ~TW__CONN_RECV_CANCEL;
     c->inflight++;
 }
 
-static void cancel_op(tw__conn *c, tw__op *op)
+static void cancel_op(tw__conn *c, uint64_t tag)
 {
     struct io_uring_sqe *sqe = tw__uring_sqe(c->base.reactor);
-    io_uring_prep_cancel64(sqe, tw__op_tag(op), 0);
+    io_uring_prep_cancel64(sqe, tag, 0);
     io_uring_sqe_set_data64(sqe, 0);
 }
 
@@ -113,7 +115,7 @@ static void free_stash(tw__conn *c)
 
 static void recv_done(tw_reactor *r, tw__op *op, int32_t res, uint32_t flags)
 {
-    tw__conn *c = CONN_OF(op, recv_op);
+    tw__conn *c = CONN_OF(op, op);
     int last = !(flags & TW__OP_MORE);
     if (last) {
         c->flags &= ~(TW__CONN_RECV_ARMED | TW__CONN_RECV_CANCEL);
@@ -164,7 +166,7 @@ int tw__uring_conn_start(tw__conn *c)
     int rc = tw__uring_bufs_ready(c->base.reactor);
     if (rc < 0)
         return rc;
-    c->recv_op.cb = recv_done;
+    c->op.cb = op_done;
     arm_recv(c);
     return 0;
 }
@@ -186,7 +188,7 @@ void tw__uring_conn_reading(tw__conn *c)
         return;
     }
     if ((c->flags & TW__CONN_RECV_ARMED) && !(c->flags & TW__CONN_RECV_CANCEL)) {
-        cancel_op(c, &c->recv_op);
+        cancel_op(c, tw__op_tag(&c->op));
         c->flags |= TW__CONN_RECV_CANCEL;
     }
 }
@@ -218,10 +220,20 @@ static void after_send(tw__conn *c, int32_t res, int consumed)
 
 static void send_done(tw_reactor *r, tw__op *op, int32_t res, uint32_t flags)
 {
-    tw__conn *c = CONN_OF(op, send_op);
+    tw__conn *c = CONN_OF(op, op);
     c->flags &= ~TW__CONN_SEND_INFLIGHT;
     c->inflight--;
     after_send(c, res, 0);
+}
+
+/* The connection's one operation record serves its receive and, under a
+ * second tag, its plain send. */
+static void op_done(tw_reactor *r, tw__op *op, int32_t res, uint32_t flags)
+{
+    if (flags & TW__OP_SECOND)
+        send_done(r, op, res, flags);
+    else
+        recv_done(r, op, res, flags);
 }
 
 /* ------------------------------------------------------------ zero-copy */
@@ -420,8 +432,7 @@ void tw__uring_conn_kick(tw__conn *c)
     struct io_uring_sqe *sqe = tw__uring_sqe(c->base.reactor);
     io_uring_prep_send(sqe, c->io.fd, b->data, b->len < SEND_MAX_BYTES ? b->len : SEND_MAX_BYTES,
                        MSG_NOSIGNAL);
-    io_uring_sqe_set_data64(sqe, tw__op_tag(&c->send_op));
-    c->send_op.cb = send_done;
+    io_uring_sqe_set_data64(sqe, tw__op_tag_second(&c->op));
     c->flags |= TW__CONN_SEND_INFLIGHT;
     c->inflight++;
 }
@@ -430,9 +441,9 @@ void tw__uring_conn_close(tw__conn *c)
 {
     tw_reactor *r = c->base.reactor;
     if (c->flags & TW__CONN_RECV_ARMED)
-        cancel_op(c, &c->recv_op);
+        cancel_op(c, tw__op_tag(&c->op));
     if (c->flags & TW__CONN_SEND_INFLIGHT)
-        cancel_op(c, c->send_rec ? c->send_rec : &c->send_op);
+        cancel_op(c, c->send_rec ? tw__op_tag(c->send_rec) : tw__op_tag_second(&c->op));
     free_stash(c);
     /* Hand every prepared SQE to the kernel while the fd still names this
      * socket; then the number may be reused safely. */

@@ -98,6 +98,9 @@ static void sender_made(tw_protocol *p)
     sender_plan *pl = plan_of(p);
     tw_transport_set_option(p->transport, TW_OPT_WRITE_LIMIT, 0);
     tw_transport_set_option(p->transport, TW_OPT_HIGH_WATER, UINT32_MAX);
+    /* A copying write this large goes to send(2) first; a small send buffer
+     * keeps most of it for the queue, whatever the kernel's autotuning. */
+    tw_transport_set_option(p->transport, TW_OPT_SNDBUF, 64 * 1024);
     size_t off = 0;
     for (int i = 0; i < pl->writes; i++) {
         if (pl->by_ref) {

@@ -26,9 +26,9 @@
 # quiet windows and retries stop after BUDGET_S (9 min) of elapsed time, so
 # the worst case stays under about 20 minutes.
 set -u
+TB=$(cd "${TWIRL_BUILD:?set TWIRL_BUILD to a twirl build directory}" && pwd) || exit 2
 cd "$(dirname "$0")" || exit 1
 D=$PWD
-TB=$(cd "${TWIRL_BUILD:?set TWIRL_BUILD to a twirl build directory}" && pwd) || exit 2
 B=$TB/anchors
 R=$TB/anchors-run
 W=$TB/anchors-www

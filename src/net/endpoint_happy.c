@@ -148,7 +148,9 @@ static void race_fire(race *ra, tw_result res)
     ra->refs++; /* the callbacks may drop every other reference */
     tw_deferred_fire(d, res);
     tw_deferred_unref(d);
-    race_unref(ra); /* the pending result's reference */
+    /* Drop the pending result's reference (never the last: ours is still
+     * held), then ours. */
+    ra->refs--;
     race_unref(ra);
 }
 

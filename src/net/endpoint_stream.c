@@ -224,7 +224,7 @@ int tw_stream_server_endpoint_new(tw_reactor *r, const tw_address *addr,
 static int parse_tcp_server(tw_reactor *r, tw_endpoint_args *a, bool v6, tw_server_endpoint **out,
                             char *err, size_t errlen)
 {
-    uint16_t port;
+    uint16_t port = 0; /* set by get_port; gcc -O2 cannot tell */
     int backlog, rc;
     const char *iface;
     bool reuse_port;
@@ -556,7 +556,7 @@ int tw__endpoint_parse_tcp_client(tw_reactor *r, tw_endpoint_args *a, tw_client_
         host_kw |= strcmp(k, "host") == 0;
     }
     const char *host, *bind_s;
-    uint16_t port;
+    uint16_t port = 0; /* set by get_port; gcc -O2 cannot tell */
     double timeout, attempt_delay;
     int rc;
     bool host_positional = !host_kw || tw_endpoint_args_npositional(a) >= 2;

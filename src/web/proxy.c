@@ -148,10 +148,16 @@ static void px_free(px *x)
     free(x);
 }
 
+static void px_unref_n(px *x, int n)
+{
+    x->refs -= n;
+    if (x->refs == 0)
+        px_free(x);
+}
+
 static void px_unref(px *x)
 {
-    if (--x->refs == 0)
-        px_free(x);
+    px_unref_n(x, 1);
 }
 
 static void px_unref_fn(void *arg)
@@ -161,13 +167,13 @@ static void px_unref_fn(void *arg)
 
 /* Ends the client's request, once: status 0 finishes it normally; any
  * other is an error — an error page when nothing was sent yet (with
- * `status`), else the connection is aborted. Drops the request's
- * reference. */
-static void px_finish(px *x, int status, const char *detail)
+ * `status`), else the connection is aborted. Returns whether it did, in
+ * which case the request's reference is the caller's to drop. */
+static bool px_end_request(px *x, int status, const char *detail)
 {
     tw_request *req = x->req;
     if (!req)
-        return;
+        return false;
     x->req = NULL;
     tw_timer_cancel(x->read_timer);
     x->read_timer = TW_TIMER_NONE;
@@ -179,7 +185,14 @@ static void px_finish(px *x, int status, const char *detail)
         tw_request_finish(req);
     else
         tw__request_fail(req, status, detail); /* aborts if the head went out */
-    px_unref(x);
+    return true;
+}
+
+/* px_end_request, dropping the request's reference. */
+static void px_finish(px *x, int status, const char *detail)
+{
+    if (px_end_request(x, status, detail))
+        px_unref(x);
 }
 
 /* ---- the upload: the client's body as the upstream request's body */
@@ -345,15 +358,17 @@ static void down_data(tw_response *r, const char *data, size_t len, void *arg)
 static void down_end(tw_response *r, const tw_failure *reason, void *arg)
 {
     px *x = arg;
+    bool ended;
     if (!reason) {
-        px_finish(x, 0, NULL);
+        ended = px_end_request(x, 0, NULL);
     } else {
         if (x->req && !x->timed_out && !tw_failure_is(reason, TW_DOMAIN, TW_ECANCELED))
             tw_log(TW_LOG_WARN, LOG_DOMAIN, "%s: the response body failed: %s", tw_response_url(r),
                    tw_failure_message(reason));
-        px_finish(x, x->timed_out ? 504 : 502, "The upstream server's response failed.");
+        ended =
+            px_end_request(x, x->timed_out ? 504 : 502, "The upstream server's response failed.");
     }
-    px_unref(x);
+    px_unref_n(x, ended ? 2 : 1); /* the request's, then the body's */
 }
 
 static const tw_response_body_ops down_body_ops = { .data_received = down_data,

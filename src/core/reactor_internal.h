@@ -42,8 +42,9 @@ struct tw__io {
     uint8_t instance;   /* flipped at every stop */
     uint8_t fed;        /* on the reactor's feed list */
     uint8_t fed_events;
-    uint8_t cb; /* its callback, by index (tw__io_init), so an idle
-                           connection carries a byte instead of a pointer */
+    /* The callback, by index into a process-wide table (tw__io_init): an
+     * idle connection carries a byte instead of a pointer. */
+    uint8_t cb;
     tw__io *fed_next;
 };
 

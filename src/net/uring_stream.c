@@ -2,8 +2,10 @@
  *
  * Reading: one multishot receive per connection picks buffers from the
  * reactor's shared ring; each completion is handed to the protocol and the
- * buffer goes straight back. Pausing cancels the receive; bytes that were
- * already on their way are kept (stash) and delivered on resume.
+ * buffer goes back when it returns, or, when the protocol wrote those very
+ * bytes (an echo, a proxy), when the send that carries them completes
+ * (stream.c queues them by reference). Pausing cancels the receive; bytes
+ * that were already on their way are kept (stash) and delivered on resume.
  * Writing: writes are queued (stream.c) and one send per connection is kept
  * in flight, taking every queued chunk (a sendmsg over up to 64 of them)
  * when there are several; every send prepared during a loop turn reaches
@@ -163,10 +165,10 @@ static void recv_done(tw_reactor *r, tw__op *op, int32_t res, uint32_t flags)
 
 int tw__uring_conn_start(tw__conn *c)
 {
+    c->op.cb = op_done; /* before any send can be queued */
     int rc = tw__uring_bufs_ready(c->base.reactor);
     if (rc < 0)
         return rc;
-    c->op.cb = op_done;
     arm_recv(c);
     return 0;
 }

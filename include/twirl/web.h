@@ -424,14 +424,16 @@ void tw_static_options_init(tw_static_options *o);
 
 /* Twisted's static.File: a leaf resource serving path (a directory, or one
  * file) for GET and HEAD. Files go out with sendfile(2) where possible;
- * single byte ranges (206, 416), If-None-Match / If-Modified-Since (304),
- * ETag, Last-Modified, Content-Type from the MIME table, the index file of
- * a directory, or an HTML listing of it (names escaped); a directory asked
- * without its trailing '/' is redirected to it. Names starting with '.' are
- * hidden by default. No request reaches outside the directory: "..", ".",
- * empty inner segments, encoded '/' or '\\', backslashes, NUL and control
- * bytes get 404 (or 400), and symbolic links are followed only while they
- * stay beneath it (openat2 RESOLVE_BENEATH). path is copied; opts may be
+ * byte ranges (206, 416; several at once as multipart/byteranges, up to 16
+ * ranges and 256 KiB, else the whole file), If-None-Match and
+ * If-Modified-Since (304), ETag, Last-Modified, Content-Type from the MIME
+ * table, the index file of a directory, or an HTML listing of it (names
+ * escaped); a directory asked without its trailing '/' is redirected to it.
+ * Names starting with '.' are hidden by default. No request reaches
+ * outside the directory: "..", ".", empty inner segments, encoded '/' or
+ * '\\', backslashes, NUL and control bytes get 404 (or 400), and symbolic
+ * links are followed only while they stay beneath it (openat2
+ * RESOLVE_BENEATH). path is copied; opts may be
  * NULL (borrowed for the call; index_files must outlive the resource).
  * Returns 0 and stores a resource with one reference (the caller's),
  * TW_ENOTFOUND / -errno when path cannot be opened, TW_ENOMEM. */

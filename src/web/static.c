@@ -340,23 +340,28 @@ static bool parse_num(const char **p, const char *end, uint64_t *out)
     return true;
 }
 
+static void put_validators(tw_request *req, fentry *e)
+{
+    tw__request_header_static(req, "ETag", 4, e->etag, e->etag_len);
+    tw__request_header_static(req, "Last-Modified", 13, e->lastmod, e->lastmod_len);
+}
+
 enum { RANGE_NONE = 0, RANGE_OK, RANGE_BAD };
 
-/* A single byte range (RFC 9110 §14.1.2). Anything else — other units,
- * several ranges, bad syntax — is ignored (the whole file is sent), which
- * the RFC allows. */
-static int parse_range(const char *v, size_t n, uint64_t size, uint64_t *a, uint64_t *b)
+/* Several ranges are answered as multipart/byteranges, built in memory:
+ * up to this many ranges, of this many bytes in all. Beyond either the
+ * whole file is sent by sendfile (RFC 9110 lets a server ignore a Range),
+ * so a crowd of such requests cannot make the server hold whole files. */
+enum { RANGES_MAX = 16, MULTIPART_MAX = 256 << 10 };
+
+typedef struct byte_range {
+    uint64_t a, b; /* first and last byte */
+} byte_range;
+
+/* One range-spec in [p, end): RANGE_OK with *r, RANGE_BAD when it cannot
+ * be satisfied, RANGE_NONE when it is not valid. */
+static int parse_spec(const char *p, const char *end, uint64_t size, byte_range *r)
 {
-    const char *p = v, *end = v + n;
-    if (n < 6 || !tw_http_token_eq(v, 5, "bytes") || v[5] != '=')
-        return RANGE_NONE;
-    p += 6;
-    while (p < end && (*p == ' ' || *p == '\t'))
-        p++;
-    while (end > p && (end[-1] == ' ' || end[-1] == '\t'))
-        end--;
-    if (memchr(p, ',', (size_t)(end - p)))
-        return RANGE_NONE;
     uint64_t x, y;
     if (p < end && *p == '-') {
         p++;
@@ -364,8 +369,7 @@ static int parse_range(const char *v, size_t n, uint64_t size, uint64_t *a, uint
             return RANGE_NONE;
         if (y == 0 || size == 0)
             return RANGE_BAD;
-        *a = y >= size ? 0 : size - y;
-        *b = size - 1;
+        *r = (byte_range){ y >= size ? 0 : size - y, size - 1 };
         return RANGE_OK;
     }
     if (!parse_num(&p, end, &x) || p == end || *p != '-')
@@ -374,23 +378,121 @@ static int parse_range(const char *v, size_t n, uint64_t size, uint64_t *a, uint
     if (p == end) {
         if (x >= size)
             return RANGE_BAD;
-        *a = x;
-        *b = size - 1;
+        *r = (byte_range){ x, size - 1 };
         return RANGE_OK;
     }
     if (!parse_num(&p, end, &y) || p != end || y < x)
         return RANGE_NONE;
     if (x >= size)
         return RANGE_BAD;
-    *a = x;
-    *b = y >= size ? size - 1 : y;
+    *r = (byte_range){ x, y >= size ? size - 1 : y };
     return RANGE_OK;
 }
 
-static void put_validators(tw_request *req, fentry *e)
+/* A Range header (RFC 9110 §14.1.2): the satisfiable ranges in out[],
+ * their number in *n. RANGE_BAD when none can be satisfied; RANGE_NONE —
+ * the whole file is sent — for other units, bad syntax, more than
+ * RANGES_MAX ranges, or ranges that add up to more than the file (a
+ * request for the same bytes many times over). */
+static int parse_range(const char *v, size_t len, uint64_t size, byte_range *out, int *n)
 {
-    tw__request_header_static(req, "ETag", 4, e->etag, e->etag_len);
-    tw__request_header_static(req, "Last-Modified", 13, e->lastmod, e->lastmod_len);
+    const char *p = v, *end = v + len;
+    if (len < 6 || !tw_http_token_eq(v, 5, "bytes") || v[5] != '=')
+        return RANGE_NONE;
+    p += 6;
+    int specs = 0;
+    uint64_t total = 0;
+    *n = 0;
+    while (p < end) {
+        const char *comma = memchr(p, ',', (size_t)(end - p));
+        const char *s = p, *e = comma ? comma : end;
+        p = comma ? comma + 1 : end;
+        while (s < e && (*s == ' ' || *s == '\t'))
+            s++;
+        while (e > s && (e[-1] == ' ' || e[-1] == '\t'))
+            e--;
+        if (s == e)
+            continue; /* an empty list element */
+        if (++specs > RANGES_MAX)
+            return RANGE_NONE;
+        byte_range r;
+        int rc = parse_spec(s, e, size, &r);
+        if (rc == RANGE_NONE)
+            return RANGE_NONE;
+        if (rc == RANGE_OK) {
+            out[(*n)++] = r;
+            total += r.b - r.a + 1;
+        }
+    }
+    if (specs == 0)
+        return RANGE_NONE;
+    if (*n == 0)
+        return RANGE_BAD;
+    return total > size ? RANGE_NONE : RANGE_OK;
+}
+
+/* 206 multipart/byteranges for n > 1 ranges, built in memory (the caller
+ * keeps their bytes under MULTIPART_MAX). Consumes e. */
+static int serve_parts(tw_request *req, fentry *e, const byte_range *r, int n)
+{
+    uint64_t size = (uint64_t)e->st.st_size;
+    /* The boundary follows from the file's validator, so an answer depends
+     * only on the request and the file (FNV-1a of the ETag). */
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < e->etag_len; i++)
+        h = (h ^ (unsigned char)e->etag[i]) * 0x100000001b3ull;
+    char boundary[24];
+    snprintf(boundary, sizeof boundary, "twirl%016llx", (unsigned long long)h);
+    /* "\r\n--B\r\nContent-Type: T\r\nContent-Range: bytes a-b/size\r\n\r\n" */
+    size_t head_max = 2 + 2 + 21 + 2 + 14 + e->ctype_len + 2 + 21 + 3 * 20 + 2 + 4 + 2;
+    size_t total = 2 + 2 + 21 + 4; /* "\r\n--B--\r\n" */
+    for (int i = 0; i < n; i++)
+        total += head_max + (size_t)(r[i].b - r[i].a + 1);
+    char *body = malloc(total);
+    if (!body) {
+        fentry_unref(e);
+        return tw_request_respond_error(req, 500, "Out of memory.");
+    }
+    size_t len = 0;
+    for (int i = 0; i < n; i++) {
+        len += (size_t)snprintf(body + len, total - len,
+                                "\r\n--%s\r\nContent-Type: %.*s\r\n"
+                                "Content-Range: bytes %llu-%llu/%llu\r\n\r\n",
+                                boundary, (int)e->ctype_len, e->ctype, (unsigned long long)r[i].a,
+                                (unsigned long long)r[i].b, (unsigned long long)size);
+        size_t part = (size_t)(r[i].b - r[i].a + 1);
+        if (e->content) {
+            memcpy(body + len, e->content + r[i].a, part);
+        } else {
+            for (size_t got = 0; got < part;) {
+                ssize_t k = pread(e->fd, body + len + got, part - got, (off_t)(r[i].a + got));
+                if (k <= 0) {
+                    if (k < 0 && errno == EINTR)
+                        continue;
+                    free(body);
+                    fentry_unref(e);
+                    return tw_request_respond_error(req, 500, "The file could not be read.");
+                }
+                got += (size_t)k;
+            }
+        }
+        len += part;
+    }
+    len += (size_t)snprintf(body + len, total - len, "\r\n--%s--\r\n", boundary);
+    char *ctype = tw__arena_alloc(req, 64);
+    if (ctype) {
+        int k = snprintf(ctype, 64, "multipart/byteranges; boundary=%s", boundary);
+        tw__request_header_static(req, "Content-Type", 12, ctype, (size_t)k);
+    }
+    put_validators(req, e);
+    tw__request_header_static(req, "Accept-Ranges", 13, "bytes", 5);
+    tw_request_set_status(req, 206);
+    tw_request_set_content_length(req, len);
+    tw_request_write(req, body, len);
+    tw_request_finish(req);
+    free(body);
+    fentry_unref(e);
+    return 0;
 }
 
 static int serve(static_res *sr, tw_request *req, fentry *e)
@@ -412,9 +514,11 @@ static int serve(static_res *sr, tw_request *req, fentry *e)
         return 0;
     }
     uint64_t a = 0, b = size ? size - 1 : 0;
+    byte_range ranges[RANGES_MAX];
+    int nranges = 0;
     int range = RANGE_NONE;
     if (tw_request_header(req, "Range", &v)) {
-        range = parse_range(v.ptr, v.len, size, &a, &b);
+        range = parse_range(v.ptr, v.len, size, ranges, &nranges);
         tw_http_slice ir;
         if (range != RANGE_NONE && tw_request_header(req, "If-Range", &ir)) {
             bool same = ir.len && ir.ptr[0] == '"'
@@ -422,6 +526,18 @@ static int serve(static_res *sr, tw_request *req, fentry *e)
                             : parse_http_date(ir.ptr, ir.len) == (int64_t)e->st.st_mtim.tv_sec;
             if (!same)
                 range = RANGE_NONE;
+        }
+        if (range == RANGE_OK && nranges > 1) {
+            uint64_t bytes = 0;
+            for (int i = 0; i < nranges; i++)
+                bytes += ranges[i].b - ranges[i].a + 1;
+            if (bytes <= MULTIPART_MAX)
+                return serve_parts(req, e, ranges, nranges);
+            range = RANGE_NONE; /* too much to build: the whole file */
+        }
+        if (range == RANGE_OK) {
+            a = ranges[0].a;
+            b = ranges[0].b;
         }
     }
     tw__request_header_static(req, "Content-Type", 12, e->ctype, e->ctype_len);

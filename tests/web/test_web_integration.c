@@ -126,6 +126,14 @@ static void curl_ranges_and_conditionals(void **state)
     assert_string_equal(out, "2345");
     assert_int_equal(sh(&out, "curl -sS -r -3 --max-time 10 %s/static/digits.txt", url), 0);
     assert_string_equal(out, "789");
+    /* Two ranges: curl prints the multipart body as it came; both parts
+     * carry their Content-Range. */
+    assert_int_equal(sh(&out, "curl -sS -D - -r 0-1,7-8 --max-time 10 %s/static/digits.txt", url),
+                     0);
+    assert_non_null(strstr(out, "HTTP/1.1 206"));
+    assert_non_null(strstr(out, "Content-Type: multipart/byteranges; boundary="));
+    assert_non_null(strstr(out, "Content-Range: bytes 0-1/10\r\n\r\n01\r\n"));
+    assert_non_null(strstr(out, "Content-Range: bytes 7-8/10\r\n\r\n78\r\n"));
     assert_int_equal(sh(&out,
                         "curl -s -o /dev/null -w %%{http_code} -r 50-60 --max-time 10 "
                         "%s/static/digits.txt",

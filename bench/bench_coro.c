@@ -24,15 +24,9 @@
 #include <time.h>
 
 #include "async/coro_internal.h"
+#include "bench_clock.h"
 #include "twirl/coro.h"
 #include "twirl/deferred.h"
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static tw_reactor *fake(void)
 {

@@ -18,14 +18,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench_clock.h"
 #include "twirl/deferred.h"
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static volatile intptr_t sink;
 

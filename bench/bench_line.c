@@ -38,13 +38,7 @@ enum { READ = 64 * 1024 };
 /* ------------------------------------------------- allocation counting */
 
 #include "alloc_count.h"
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
+#include "bench_clock.h"
 
 /* ------------------------------------------------------------ the input */
 

@@ -43,16 +43,10 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
+#include "bench_clock.h"
 #include "twirl/tcp.h"
 #include "twirl/testing.h"
 #include "twirl/tls.h"
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 /* This thread's CPU time: rates per CPU second do not move with whatever
  * else the machine runs. */

@@ -165,9 +165,13 @@ typedef struct streamer {
     int error;
 } streamer;
 
-static int connect_loopback(uint16_t port)
+/* A blocking client socket connected to 127.0.0.1:port, its receive buffer
+ * set first when rcvbuf is not 0; or -errno. */
+static int connect_loopback_rcvbuf(uint16_t port, int rcvbuf)
 {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd >= 0 && rcvbuf)
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
     struct sockaddr_in sin = { .sin_family = AF_INET,
                                .sin_port = htons(port),
                                .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
@@ -178,6 +182,11 @@ static int connect_loopback(uint16_t port)
         return -err;
     }
     return fd;
+}
+
+static int connect_loopback(uint16_t port)
+{
+    return connect_loopback_rcvbuf(port, 0);
 }
 
 static void stream_both_ways(streamer *sp)
@@ -284,18 +293,21 @@ static unsigned char pattern(size_t i, unsigned seed)
     return (unsigned char)(((i ^ (i >> 13)) * 131u) + (i >> 16) + seed);
 }
 
-/* Sends len pattern bytes on fd and, unless skip_reading, checks the echo;
- * returns 0 or an errno. */
-static int exchange(int fd, size_t len, unsigned seed, int skip_reading)
+/* Sends to_send pattern bytes on fd while it receives to_receive and checks
+ * them against the same pattern; returns 0 or an errno (EILSEQ: a byte
+ * came back wrong). */
+static int exchange(int fd, size_t to_send, size_t to_receive, unsigned seed)
 {
     static unsigned char out[STREAM_CHUNK], in[STREAM_CHUNK];
     size_t sent = 0, received = 0;
-    while (sent < len || (!skip_reading && received < len)) {
-        struct pollfd pfd = { fd, (skip_reading ? 0 : POLLIN) | (sent < len ? POLLOUT : 0), 0 };
+    while (sent < to_send || received < to_receive) {
+        struct pollfd pfd = { fd,
+                              (received < to_receive ? POLLIN : 0) | (sent < to_send ? POLLOUT : 0),
+                              0 };
         if (poll(&pfd, 1, 10000) <= 0)
             return ETIMEDOUT;
         if (pfd.revents & POLLOUT) {
-            size_t n = len - sent < sizeof out ? len - sent : sizeof out;
+            size_t n = to_send - sent < sizeof out ? to_send - sent : sizeof out;
             for (size_t i = 0; i < n; i++)
                 out[i] = pattern(sent + i, seed);
             ssize_t w = send(fd, out, n, MSG_NOSIGNAL);
@@ -316,46 +328,29 @@ static int exchange(int fd, size_t len, unsigned seed, int skip_reading)
     return 0;
 }
 
-/* The child: a stalled connection first, then a checked stream on
- * another, then the stalled one reads and checks its echo. */
+/* The child: a stalled connection (a small receive buffer, nothing read)
+ * first, then a checked stream on another, then the stalled one reads and
+ * checks its echo. */
 static int stall_one_stream_another(uint16_t port)
 {
-    int stalled = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    int small = 4096;
-    setsockopt(stalled, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
-    struct sockaddr_in sin = { .sin_family = AF_INET,
-                               .sin_port = htons(port),
-                               .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-    if (connect(stalled, (struct sockaddr *)&sin, sizeof sin) < 0)
+    int stalled = connect_loopback_rcvbuf(port, 4096);
+    if (stalled < 0)
         return 10;
     fcntl(stalled, F_SETFL, fcntl(stalled, F_GETFL) | O_NONBLOCK);
-    if (exchange(stalled, STALLED_TOTAL, 7, 1) != 0)
+    if (exchange(stalled, STALLED_TOTAL, 0, 7) != 0)
         return 11;
     int fd = connect_loopback(port);
     if (fd < 0)
         return 12;
     fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
-    int rc = exchange(fd, CHECKED_TOTAL, 0, 0);
+    int rc = exchange(fd, CHECKED_TOTAL, CHECKED_TOTAL, 0);
     close(fd);
     if (rc != 0)
         return rc == EILSEQ ? 13 : 14;
-    /* now read the stalled echo back: nothing more to send */
-    static unsigned char in[STREAM_CHUNK];
-    size_t received = 0;
-    while (received < STALLED_TOTAL) {
-        struct pollfd pfd = { stalled, POLLIN, 0 };
-        if (poll(&pfd, 1, 10000) <= 0)
-            return 15;
-        ssize_t got = recv(stalled, in, sizeof in, 0);
-        if (got <= 0 && !(got < 0 && errno == EAGAIN))
-            return 16;
-        for (ssize_t i = 0; i < got; i++)
-            if (in[i] != pattern(received + (size_t)i, 7))
-                return 17;
-        if (got > 0)
-            received += (size_t)got;
-    }
+    rc = exchange(stalled, 0, STALLED_TOTAL, 7);
     close(stalled);
+    if (rc != 0)
+        return rc == EILSEQ ? 17 : 16;
     return 0;
 }
 
